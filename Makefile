@@ -1,0 +1,36 @@
+# The two commands of the course: `make demo` and `make test`.
+# Each creates .venv (python3 -m venv) when it is missing and installs minildm into it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.minildm-installed
+
+.PHONY: demo test test-unit test-notebooks lab exercises install clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/minildm demo
+
+test: test-unit test-notebooks
+
+test-unit: $(STAMP)
+	MINILDM_FAST=1 $(PY) -m pytest -q tests
+
+test-notebooks: $(STAMP)
+	MINILDM_FAST=1 $(PY) -m pytest -q --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks solutions
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+exercises: $(STAMP)
+	$(VENV)/bin/minildm course build
+
+clean:
+	rm -rf outputs .pytest_cache

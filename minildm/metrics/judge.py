@@ -1,0 +1,84 @@
+"""The "judge": a small classifier trained on real images, used to evaluate generated ones.
+
+Two uses in the course (stand-ins for the Inception network behind FID/IS, whose
+weights need a download):
+- class accuracy of conditional samples: does a sample drawn for class c look like c?
+- a feature space (the penultimate layer) for Fréchet / KID distances between real and
+  generated images (`minildm.metrics.distance`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    """conv 3x3 -> GroupNorm -> SiLU, twice, then 2x2 average pooling: (B, c_in, H, W) -> (B, c_out, H/2, W/2)."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1),
+        nn.GroupNorm(8, c_out),
+        nn.SiLU(),
+        nn.Conv2d(c_out, c_out, 3, padding=1),
+        nn.GroupNorm(8, c_out),
+        nn.SiLU(),
+        nn.AvgPool2d(2),
+    )
+
+
+class JudgeClassifier(nn.Module):
+    """A small CNN classifier for images in [-1, 1]; `features()` gives a `width * 4`-dim embedding.
+
+    Trained with the course trainer (`training_step`), with light augmentation (random
+    shifts and a little Gaussian noise) so it also judges slightly imperfect samples fairly.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 32, noise_std: float = 0.05,
+                 max_shift: int = 2):
+        super().__init__()
+        self.num_classes = num_classes
+        self.noise_std = noise_std
+        self.max_shift = max_shift
+        self.blocks = nn.Sequential(
+            _conv_block(in_channels, width),  # (B, C, H, W) -> (B, w, H/2, W/2)
+            _conv_block(width, width * 2),  # -> (B, 2w, H/4, W/4)
+            _conv_block(width * 2, width * 4),  # -> (B, 4w, H/8, W/8)
+        )
+        self.head = nn.Linear(width * 4, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in [-1, 1] -> (B, 4 * width) pooled features."""
+        return self.blocks(x).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> class logits (B, num_classes)."""
+        return self.head(self.features(x))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Predicted class ids (B,) in eval mode, batched."""
+        was_training = self.training
+        self.eval()
+        preds = torch.cat([self(chunk).argmax(1) for chunk in x.split(batch_size)])
+        self.train(was_training)
+        return preds
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        if self.max_shift > 0:
+            dx, dy = torch.randint(-self.max_shift, self.max_shift + 1, (2,)).tolist()
+            x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+        return x + self.noise_std * torch.randn_like(x)
+
+    def training_step(self, batch: dict, group: str, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Cross-entropy on augmented real images (the trainer contract)."""
+        logits = self(self._augment(batch["image"]))
+        loss = F.cross_entropy(logits, batch["label"])
+        accuracy = (logits.argmax(1) == batch["label"]).float().mean()
+        return loss, {"loss": loss.item(), "acc": accuracy.item()}
+
+
+@torch.no_grad()
+def judge_accuracy(judge: JudgeClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of `images` that `judge` labels as `labels` (the asked classes)."""
+    return (judge.predict(images) == labels.to(images.device)).float().mean().item()

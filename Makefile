@@ -21,10 +21,11 @@ demo: $(STAMP)
 test: test-unit test-notebooks
 
 test-unit: $(STAMP)
+	$(VENV)/bin/minildm course check
 	MINILDM_FAST=1 $(PY) -m pytest -q tests
 
 test-notebooks: $(STAMP)
-	MINILDM_FAST=1 $(PY) -m pytest -q --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks solutions
+	MINILDM_FAST=1 $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks solutions
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks

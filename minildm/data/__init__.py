@@ -1,1 +1,28 @@
-"""minildm.data"""
+"""minildm.data: every dataset of the course behind one call, `get_dataset(name, split, size, **options)`.
+
+Built in (offline): `shapes` (procedural, with captions/boxes/segmentation), `digits`
+(scikit-learn), `photos` and `faces` (scikit-image). Downloaded once with
+`minildm data download NAME`: `mnist`, `fashion_mnist`, `cifar10`, `celeba`, `flowers102`.
+Items are dicts whose "image" is a (C, H, W) float tensor in [-1, 1].
+"""
+
+from minildm.data.files import DatasetNotFoundError, data_root
+from minildm.data.registry import available_datasets, dataset_info, dataset_options, get_dataset
+from minildm.data.shapes import ShapesDataset, shape_class_names
+from minildm.data.torchvision_data import download
+from minildm.data.transforms import image_grid, resize_image, to_image
+
+__all__ = [
+    "DatasetNotFoundError",
+    "ShapesDataset",
+    "available_datasets",
+    "data_root",
+    "dataset_info",
+    "dataset_options",
+    "download",
+    "get_dataset",
+    "image_grid",
+    "resize_image",
+    "shape_class_names",
+    "to_image",
+]

@@ -1,0 +1,131 @@
+"""Vector quantization with a learned codebook (van den Oord et al., 2017; LDM Sec. 3.1).
+
+Every latent vector z (one per spatial position) is replaced by its nearest codebook
+entry e_k, k = argmin_j ||z - e_j||^2. The argmin has no gradient, so training uses:
+
+- the straight-through estimator: z_q = z + sg[e_k - z] has the value of e_k and
+  passes the decoder's gradient to z unchanged (dz_q / dz = I);
+- the codebook term ||sg[z] - e_k||^2, which moves only the codebook towards the encoder;
+- the commitment term beta * ||z - sg[e_k]||^2, which moves only the encoder towards
+  its codes (beta = 0.25).
+
+Note on the released code: CompVis/taming-transformers' VectorQuantizer (kept in
+latent-diffusion with `legacy=True` for checkpoint compatibility) computes
+||sg[z] - e||^2 * beta + ||z - sg[e]||^2, i.e. it puts beta on the *codebook* term.
+minildm puts beta on the *commitment* term, as the VQ-VAE paper defines it.
+
+Optional extras (off by default):
+- `ema_decay > 0`: update the codebook as an exponential moving average of the
+  vectors assigned to each code (VQ-VAE App. A.1) instead of by gradient; the codebook
+  term is then dropped from the loss.
+- `dead_code_threshold > 0`: in training, codes whose running usage count falls
+  below the threshold are restarted at random encoder outputs of the current batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-neighbour quantization of (B, C, H, W) latents against `n_embed` codes of size C = `embed_dim`."""
+
+    def __init__(
+        self,
+        n_embed: int,
+        embed_dim: int,
+        beta: float = 0.25,
+        ema_decay: float = 0.0,
+        dead_code_threshold: float = 0.0,
+        usage_decay: float = 0.99,
+    ):
+        super().__init__()
+        if n_embed < 1 or embed_dim < 1:
+            raise ValueError(f"n_embed and embed_dim must be positive, got n_embed={n_embed}, embed_dim={embed_dim}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = gradient-trained codebook), got {ema_decay}")
+        self.n_embed, self.embed_dim, self.beta = n_embed, embed_dim, beta
+        self.ema_decay, self.dead_code_threshold = ema_decay, dead_code_threshold
+        self.embedding = nn.Embedding(n_embed, embed_dim)
+        nn.init.uniform_(self.embedding.weight, -1.0 / n_embed, 1.0 / n_embed)
+        if ema_decay > 0:
+            self.embedding.weight.requires_grad_(False)
+            self.register_buffer("ema_embed_sum", self.embedding.weight.detach().clone())  # (n_embed, C)
+        if ema_decay > 0 or dead_code_threshold > 0:
+            # running count of vectors assigned to each code; starts at 1 so weight = sum / count holds at init
+            self.usage_decay = ema_decay if ema_decay > 0 else usage_decay
+            self.register_buffer("ema_cluster_size", torch.ones(n_embed))
+
+    def nearest_codes(self, z_flat: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest code for each row of z_flat (N, C) -> (N,), using ||z||^2 - 2 z.e + ||e||^2."""
+        codebook = self.embedding.weight
+        distances = z_flat.pow(2).sum(1, keepdim=True) - 2 * z_flat @ codebook.T + codebook.pow(2).sum(1)[None, :]
+        return distances.argmin(dim=1)
+
+    def get_codebook_entry(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codes for integer indices (B, H, W) -> latents (B, C, H, W)."""
+        return self.embedding(indices).permute(0, 3, 1, 2).contiguous()
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Quantize z (B, C, H, W): returns (z_q with straight-through gradient, loss, info).
+
+        loss = ||sg[z] - e||^2 + beta * ||z - sg[e]||^2 (means over elements; the first term
+        is dropped with EMA codebooks). info holds `indices` (B, H, W), `perplexity`
+        (exp of the code-usage entropy in this batch), `usage` (fraction of codes used in
+        this batch), `codebook_loss` and `commitment_loss` (detached).
+        """
+        if z.shape[1] != self.embed_dim:
+            raise ValueError(f"expected latents with {self.embed_dim} channels (embed_dim), got shape {tuple(z.shape)}")
+        b, c, h, w = z.shape
+        z_flat = z.permute(0, 2, 3, 1).reshape(-1, c)  # (B, C, H, W) -> (BHW, C)
+        if self.training and self.dead_code_threshold > 0:
+            self._restart_dead_codes(z_flat.detach())
+        indices = self.nearest_codes(z_flat.detach())  # (BHW,)
+        e = self.embedding(indices)  # (BHW, C)
+
+        commitment_loss = F.mse_loss(z_flat, e.detach())
+        codebook_loss = F.mse_loss(z_flat.detach(), e)
+        if self.ema_decay > 0:
+            loss = self.beta * commitment_loss
+        else:
+            loss = codebook_loss + self.beta * commitment_loss
+
+        one_hot = F.one_hot(indices, self.n_embed).to(z_flat.dtype)  # (BHW, n_embed)
+        if self.training and hasattr(self, "ema_cluster_size"):
+            self._update_running_stats(one_hot, z_flat.detach())
+
+        z_q = z_flat + (e - z_flat).detach()  # straight-through: value e, gradient identity to z
+        z_q = z_q.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()  # (BHW, C) -> (B, C, H, W)
+        probs = one_hot.mean(0)
+        perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
+        info = {
+            "indices": indices.reshape(b, h, w),
+            "perplexity": perplexity.detach(),
+            "usage": (probs > 0).float().mean(),
+            "codebook_loss": codebook_loss.detach(),
+            "commitment_loss": commitment_loss.detach(),
+        }
+        return z_q, loss, info
+
+    @torch.no_grad()
+    def _update_running_stats(self, one_hot: torch.Tensor, z_flat: torch.Tensor) -> None:
+        """Running usage counts; with EMA codebooks also the running sums and the codes themselves."""
+        d = self.usage_decay
+        self.ema_cluster_size.mul_(d).add_(one_hot.sum(0).float(), alpha=1 - d)
+        if self.ema_decay > 0:
+            self.ema_embed_sum.mul_(d).add_((one_hot.T @ z_flat).float(), alpha=1 - d)  # (n_embed, C)
+            self.embedding.weight.copy_(self.ema_embed_sum / self.ema_cluster_size.clamp_min(1e-5)[:, None])
+
+    @torch.no_grad()
+    def _restart_dead_codes(self, z_flat: torch.Tensor) -> None:
+        """Move codes used less than `dead_code_threshold` (running count) onto random current encoder outputs."""
+        dead = (self.ema_cluster_size < self.dead_code_threshold).nonzero().squeeze(1)
+        if dead.numel() == 0:
+            return
+        picks = torch.randint(0, z_flat.shape[0], (dead.numel(),), device=z_flat.device)
+        self.embedding.weight[dead] = z_flat[picks].to(self.embedding.weight.dtype)
+        self.ema_cluster_size[dead] = 1.0
+        if self.ema_decay > 0:
+            self.ema_embed_sum[dead] = z_flat[picks].float()

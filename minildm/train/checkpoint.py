@@ -1,0 +1,267 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else, written atomically.
+
+A checkpoint is a folder (the trainer keeps one, `<out_dir>/checkpoints/last/`):
+
+    model.safetensors   the model's state_dict
+    ema.safetensors     the EMA shadow weights (only when EMA is on)
+    optim.safetensors   optimizer tensors ("<group>/<param index>/<name>") and torch RNG states ("rng/...")
+    state.json          step, the full config, optimizer hyper-parameters, RNG states of
+                        numpy / python, data position, the log history
+
+Loading never unpickles: safetensors and JSON only, so a checkpoint from the internet
+cannot run code. Saving writes into a temporary folder beside the target, fsyncs every
+file, then swaps it in with renames; the previous checkpoint is removed only after the
+new one is complete. If the process dies between the two renames, `last.previous` is
+the good copy and `find_checkpoint` picks it up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from minildm.train.ema import EMA
+
+FORMAT_VERSION = 1
+MODEL_FILE, EMA_FILE, OPTIM_FILE, STATE_FILE = "model.safetensors", "ema.safetensors", "optim.safetensors", "state.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder or file is missing or unreadable; the message names it."""
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _fsync_dir(path: Path) -> None:
+    """Flush a directory entry to disk (a no-op where the OS does not allow it, e.g. Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _make_readable(folder: Path) -> None:
+    """Give the folder (mkdtemp makes it private) and its files the usual permissions under the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for path in folder.iterdir():
+        os.chmod(path, 0o666 & ~umask)
+
+
+def _write_safetensors(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Write tensors (copied to CPU, contiguous, unshared) to `path` and fsync it."""
+    save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, str(path))
+    _fsync_file(path)
+
+
+def _write_json(data: Any, path: Path) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _optimizer_state(optimizers: Mapping[str, torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split optimizer state_dicts into tensors ("group/index/name") and JSON (hyper-parameters, scalars)."""
+    tensors, meta = {}, {}
+    for group, optimizer in optimizers.items():
+        state = optimizer.state_dict()
+        scalars = {}
+        for index, values in state["state"].items():
+            for name, value in values.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"{group}/{index}/{name}"] = value
+                else:
+                    scalars[f"{index}/{name}"] = value
+        meta[group] = {"param_groups": state["param_groups"], "scalars": scalars}
+    return tensors, meta
+
+
+def save_checkpoint(
+    checkpoint_dir: str | Path,
+    model: nn.Module,
+    config: Mapping[str, Any],
+    step: int,
+    optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
+    ema: EMA | None = None,
+    extra_tensors: Mapping[str, torch.Tensor] | None = None,
+    extra_state: Mapping[str, Any] | None = None,
+) -> Path:
+    """Atomically write a checkpoint folder at `checkpoint_dir` (replacing any previous one); returns it.
+
+    `config` is the full config (so `load_model` can rebuild the model); `extra_tensors`
+    go into optim.safetensors and `extra_state` into state.json (both used by the trainer
+    for RNG states, data position and logs).
+    """
+    target = Path(checkpoint_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        _write_safetensors(model.state_dict(), tmp / MODEL_FILE)
+        if ema is not None:
+            _write_safetensors(ema.state_dict(), tmp / EMA_FILE)
+        optim_tensors, optim_meta = _optimizer_state(optimizers or {})
+        _write_safetensors({**optim_tensors, **(extra_tensors or {})}, tmp / OPTIM_FILE)
+        state = {"format_version": FORMAT_VERSION, "step": int(step), "config": dict(config),
+                 "optimizers": optim_meta, "ema_num_updates": ema.num_updates if ema is not None else None,
+                 **(extra_state or {})}
+        _write_json(state, tmp / STATE_FILE)
+        _make_readable(tmp)
+        _fsync_dir(tmp)
+        previous = target.with_name(target.name + ".previous")
+        if target.exists():
+            if previous.exists():
+                shutil.rmtree(previous)
+            os.replace(target, previous)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+        if previous.exists():
+            shutil.rmtree(previous)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """The checkpoint folder for a checkpoint folder, a run's `out_dir`, or its `checkpoints/` folder."""
+    path = Path(path)
+    for candidate in (path, path / "last", path / "checkpoints" / "last",
+                      path.with_name(path.name + ".previous"), path / "last.previous",
+                      path / "checkpoints" / "last.previous"):
+        if (candidate / STATE_FILE).is_file():
+            return candidate
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}: the folder does not exist")
+    raise CheckpointError(f"no checkpoint at {path}: expected {path / STATE_FILE} "
+                          f"(or a run folder holding checkpoints/last/{STATE_FILE})")
+
+
+def read_state(checkpoint_dir: str | Path) -> dict[str, Any]:
+    """state.json of a checkpoint, as a dict."""
+    path = Path(checkpoint_dir) / STATE_FILE
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file {path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"checkpoint file {path} is corrupt (not valid JSON: {error})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"checkpoint file {path} is not a minildm state.json (no 'step')")
+    return state
+
+
+def read_tensors(checkpoint_dir: str | Path, filename: str) -> dict[str, torch.Tensor]:
+    """The tensors of one safetensors file of a checkpoint (never unpickles)."""
+    path = Path(checkpoint_dir) / filename
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} is missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"checkpoint file {path} is corrupt or not safetensors ({error})") from None
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, group: str, tensors: Mapping[str, torch.Tensor],
+                         meta: Mapping[str, Any]) -> None:
+    """Inverse of the split done by `save_checkpoint` for optimizer `group`."""
+    state: dict[int, dict[str, Any]] = {}
+    prefix = f"{group}/"
+    for key, tensor in tensors.items():
+        if key.startswith(prefix):
+            index, name = key[len(prefix):].split("/", 1)
+            state.setdefault(int(index), {})[name] = tensor
+    for key, value in meta["scalars"].items():
+        index, name = key.split("/", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def capture_rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """This process's RNG states: torch CPU/CUDA as uint8 tensors, numpy and python as JSON lists."""
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda_{i}"] = state
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return tensors, {"numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+                     "python": [version, list(internal), gauss_next]}
+
+
+def restore_rng_state(tensors: Mapping[str, torch.Tensor], state: Mapping[str, Any]) -> None:
+    """Inverse of `capture_rng_state`."""
+    torch.set_rng_state(tensors["torch_cpu"])
+    cuda = [tensors[f"cuda_{i}"] for i in range(len(tensors)) if f"cuda_{i}" in tensors]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def load_weights(model: nn.Module, checkpoint_dir: str | Path, ema: bool = True) -> nn.Module:
+    """Load a checkpoint's weights into `model` (the EMA weights on top when `ema` and present)."""
+    folder = find_checkpoint(checkpoint_dir)
+    try:
+        model.load_state_dict(read_tensors(folder, MODEL_FILE))
+    except RuntimeError as error:
+        raise CheckpointError(f"{folder / MODEL_FILE} does not fit {type(model).__name__}: {error}") from None
+    if ema and (folder / EMA_FILE).is_file():
+        shadow = read_tensors(folder, EMA_FILE)
+        params = dict(model.named_parameters())
+        unknown = sorted(set(shadow) - set(params))
+        if unknown:
+            raise CheckpointError(f"{folder / EMA_FILE} has weights the model lacks: {unknown[:5]}")
+        with torch.no_grad():
+            for name, tensor in shadow.items():
+                params[name].copy_(tensor)
+    return model
+
+
+def load_model(checkpoint_dir: str | Path, ema: bool = True, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model of a checkpoint from its config and weights, in eval mode on `device`.
+
+    `checkpoint_dir` may be the checkpoint folder or the run's out_dir. With `ema=True` the
+    EMA weights are used when the run kept them.
+    """
+    from minildm.train.registry import build_model
+
+    folder = find_checkpoint(checkpoint_dir)
+    state = read_state(folder)
+    config = state.get("config") or {}
+    if not config.get("model"):
+        raise CheckpointError(f"{folder / STATE_FILE} has no model config (the Trainer was given a model without "
+                              f"one); build the model yourself and call load_weights(model, {str(folder)!r})")
+    model = build_model(config)
+    return load_weights(model, folder, ema=ema).to(device).eval()

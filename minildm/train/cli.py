@@ -1,0 +1,34 @@
+"""`minildm train CONFIG [key=value ...] [--resume] [--out DIR]`: train a model from a YAML config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `train` arguments to `parser`."""
+    parser.add_argument("config", help="a YAML file, or a packaged config name such as autoencoder/shapes-kl-f4")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides with dotted keys, e.g. train.lr=3e-4 model.params.ch=64")
+    parser.add_argument("--resume", action="store_true", help="continue from <out_dir>/checkpoints/last if present")
+    parser.add_argument("--out", default=None, metavar="DIR", help="output folder (default: train.out_dir)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `minildm train`; returns the exit status (2 for a bad config, 1 for a diverged run)."""
+    from minildm.train import CheckpointError, ConfigError, TrainingDivergedError, train_from_config
+
+    try:
+        trainer = train_from_config(args.config, args.overrides, out_dir=args.out, resume=args.resume,
+                                    progress=not args.no_progress)
+    except (ConfigError, CheckpointError) as error:
+        print(f"minildm train: {error}", file=sys.stderr)
+        return 2
+    except TrainingDivergedError as error:
+        print(f"minildm train: {error}", file=sys.stderr)
+        return 1
+    if trainer.rank == 0:
+        print(f"trained {trainer.step} steps; checkpoint: {trainer.checkpoint_dir}")
+    return 0

@@ -1,0 +1,109 @@
+"""Data-parallel training over processes started by `torchrun` (one process per GPU, or CPU processes).
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; we join the process group (nccl on CUDA,
+gloo on CPU). Every process holds a full replica of the model and sees a different shard
+of the data; after each backward pass the gradients are averaged over processes
+(all-reduce), so every replica takes the same optimizer step and stays identical.
+
+This is what torch's DistributedDataParallel does in its backward hooks; the trainer
+calls the all-reduce itself because models expose `training_step` (not `forward`) and
+GAN models step several optimizer groups per step.
+
+Only rank 0 writes logs and checkpoints; on resume every process reads the checkpoint,
+so a multi-node job needs `out_dir` on a filesystem all nodes share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process (rank 0) writes logs, samples and checkpoints."""
+        return self.rank == 0
+
+
+def init_distributed(device_type: str) -> DistInfo:
+    """Join the torchrun process group when WORLD_SIZE > 1 (backend nccl for CUDA, else gloo)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, initialized_here=False)
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return DistInfo(rank, world_size, local_rank, initialized_here=True)
+
+
+def shutdown(info: DistInfo) -> None:
+    """Leave the process group if `init_distributed` joined it."""
+    if info.initialized_here and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def average_gradients(params: list[nn.Parameter], flag: float, world_size: int) -> float:
+    """Average the gradients of `params` over processes, in one all-reduce; returns the summed `flag`.
+
+    Missing gradients count as zeros (so every process reduces the same tensors). `flag`
+    rides along in the same buffer: the trainer sends 1.0 when its loss was not finite,
+    so every process learns whether any diverged, without an extra round trip.
+    """
+    if world_size <= 1:
+        return flag
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    device = params[0].device if params else torch.device("cpu")
+    flat = torch.cat([g.reshape(-1).float() for g in grads] + [torch.tensor([flag], device=device)])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat[:-1] /= world_size
+    offset = 0
+    for param, grad in zip(params, grads):
+        n = grad.numel()
+        param.grad = flat[offset:offset + n].view_as(grad).to(grad.dtype)
+        offset += n
+    return float(flat[-1].item())
+
+
+@torch.no_grad()
+def broadcast_state(model: nn.Module, world_size: int, buffers_only: bool = False) -> None:
+    """Copy rank 0's parameters (unless `buffers_only`) and buffers to every process."""
+    if world_size <= 1:
+        return
+    tensors = list(model.buffers()) if buffers_only else [*model.parameters(), *model.buffers()]
+    for tensor in tensors:
+        dist.broadcast(tensor.data, src=0)
+
+
+def model_checksum(model: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer: equal checksums mean identical replicas."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def gather_objects(obj: object, world_size: int) -> list[object]:
+    """Every process's `obj`, in rank order (just [obj] for one process)."""
+    if world_size <= 1:
+        return [obj]
+    out: list[object] = [None] * world_size
+    dist.all_gather_object(out, obj)
+    return out

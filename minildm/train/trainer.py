@@ -1,0 +1,325 @@
+"""One trainer for every model of the course.
+
+A model is an nn.Module with
+    training_step(batch, group, step) -> (loss, {name: float})   required
+    optimizer_groups() -> {group: [params]}                       optional (default: one group "model")
+    sample_images(n, generator=None) -> (N, C, H, W) in [-1, 1]   optional (periodic sample grids)
+    on_fit_start(trainer) / on_fit_end(trainer)                   optional hooks
+
+One optimizer step s (0-based) does, for each group in order: zero all gradients, run
+`training_step` on `grad_accum` micro-batches and backpropagate loss / grad_accum,
+average gradients over processes, stop if a loss was NaN/inf, clip, AdamW step; then the
+EMA update. Everything that decides what happens next (weights, AdamW moments, EMA, RNG
+states, the data position) is in the checkpoint, so `fit(resume=True)` continues the
+same run exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from minildm.train import checkpoint as ckpt
+from minildm.train.config import TrainConfig, load_config
+from minildm.train.data import ResumableLoader, make_dataloader
+from minildm.train.distributed import (DistInfo, average_gradients, broadcast_state, gather_objects,
+                                       init_distributed, model_checksum, shutdown)
+from minildm.train.ema import EMA
+from minildm.train.logs import RunLogger
+from minildm.train.optim import build_optimizers, learning_rate, parameter_groups
+from minildm.utils import resolve_device
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
+
+
+def _to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """Move every tensor of a (nested) batch to `device`."""
+    if isinstance(batch, torch.Tensor):
+        batch = batch.to(device, non_blocking=True)
+        if channels_last and batch.ndim == 4 and batch.is_floating_point():
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device, channels_last) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device, channels_last) for v in batch)
+    return batch
+
+
+def _split_config(config: TrainConfig | Mapping[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """(TrainConfig, full config dict) from a TrainConfig, a full config, or a `train:` section dict."""
+    if isinstance(config, TrainConfig):
+        return config, {"model": None, "data": None, "train": config.to_dict()}
+    if "model" in config:
+        full = load_config(config)
+        return TrainConfig.from_dict(full["train"]), full
+    if "train" in config:
+        train = TrainConfig.from_dict(config["train"])
+        return train, {"model": None, "data": dict(config.get("data") or {}) or None, "train": train.to_dict()}
+    train = TrainConfig.from_dict(config)
+    return train, {"model": None, "data": None, "train": train.to_dict()}
+
+
+class Trainer:
+    """Train `model` on `dataset` with the `train:` settings of `config`; `fit()` runs it.
+
+    `config` is a full config (model/data/train, as from `load_config`), a TrainConfig, or a
+    `train:` dict. Outputs go to `out_dir` (default: train.out_dir, else runs/<ModelClass>).
+    Attributes the model's hooks may use: dataset, train_dataloader, config, device, step,
+    out_dir, rank, world_size, optimizers, ema, history.
+    """
+
+    def __init__(self, model: nn.Module, dataset: Dataset, config: TrainConfig | Mapping[str, Any],
+                 out_dir: str | Path | None = None, progress: bool = True):
+        if not callable(getattr(model, "training_step", None)):
+            raise TypeError(f"{type(model).__name__} has no training_step(batch, group, step) -> (loss, logs); "
+                            f"the trainer needs it (see minildm.train.trainer)")
+        self.model, self.dataset = model, dataset
+        self.config, self.full_config = _split_config(config)
+        out_dir = out_dir or self.config.out_dir or Path("runs") / type(model).__name__
+        self.out_dir = Path(out_dir)
+        self.config.out_dir = self.full_config["train"]["out_dir"] = str(self.out_dir)
+        self.progress = progress
+        self.step = 0
+        self.dist = DistInfo()
+        self.device = resolve_device(self.config.device)
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.ema: EMA | None = None
+        self.train_dataloader = None
+        self.logger: RunLogger | None = None
+        self._stream: ResumableLoader | None = None
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def rank(self) -> int:
+        """This process's rank (0 without torchrun)."""
+        return self.dist.rank
+
+    @property
+    def world_size(self) -> int:
+        """Number of processes (1 without torchrun)."""
+        return self.dist.world_size
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where the trainer keeps its checkpoint: <out_dir>/checkpoints/last."""
+        return self.out_dir / "checkpoints" / "last"
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Logged rows so far (step and values), the same as log.csv."""
+        return self.logger.history if self.logger is not None else []
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup(self) -> None:
+        cfg = self.config
+        self.dist = init_distributed(resolve_device(cfg.device).type)
+        device = resolve_device(cfg.device)
+        if device.type == "cuda" and device.index is None and self.dist.world_size > 1:
+            device = torch.device("cuda", self.dist.local_rank)
+        self.device = device
+        self.model.to(device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+        self._autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 \
+            else contextlib.nullcontext
+        seed = cfg.seed + self.dist.rank
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+        broadcast_state(self.model, self.dist.world_size)
+        self.train_dataloader = make_dataloader(self.dataset, cfg.batch_size, seed=cfg.seed, rank=self.dist.rank,
+                                                world_size=self.dist.world_size, num_workers=cfg.num_workers,
+                                                pin_memory=device.type == "cuda")
+        self._groups = parameter_groups(self.model)
+        self.optimizers = build_optimizers(self._groups, cfg)
+        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+
+    def _restore(self, folder: Path) -> list[dict[str, Any]]:
+        """Load weights, optimizer/EMA state, RNG and data position from a checkpoint; returns the log history."""
+        state = ckpt.read_state(folder)
+        ckpt.load_weights(self.model, folder, ema=False)
+        tensors = ckpt.read_tensors(folder, ckpt.OPTIM_FILE)
+        saved_groups = state.get("optimizers", {})
+        if list(saved_groups) != list(self.optimizers):
+            raise ckpt.CheckpointError(f"{folder / ckpt.STATE_FILE} has optimizer groups {list(saved_groups)}, "
+                                       f"but the model has {list(self.optimizers)}")
+        for group, optimizer in self.optimizers.items():
+            ckpt.load_optimizer_state(optimizer, group, tensors, saved_groups[group])
+        if self.ema is not None:
+            if (folder / ckpt.EMA_FILE).is_file():
+                self.ema.load_state_dict(ckpt.read_tensors(folder, ckpt.EMA_FILE), state["ema_num_updates"])
+            else:
+                warnings.warn(f"{folder} has no {ckpt.EMA_FILE}: EMA restarts from the current weights", stacklevel=3)
+        self.step = int(state["step"])
+        rank_key = f"rank{self.dist.rank}"
+        rng_tensors = {k.split("/")[-1]: v for k, v in tensors.items() if k.startswith(f"rng/{rank_key}/")}
+        if state.get("world_size", 1) == self.dist.world_size and rng_tensors:
+            ckpt.restore_rng_state(rng_tensors, state["rng"][rank_key])
+        else:
+            warnings.warn(f"{folder} was saved with {state.get('world_size', 1)} process(es), this run has "
+                          f"{self.dist.world_size}: RNG streams are reseeded, so the continuation is not bitwise "
+                          f"identical", stacklevel=3)
+            torch.manual_seed(self.config.seed + self.dist.rank + 7919 * self.step)
+        position = state.get("data", {"epoch": 0, "batch_in_epoch": 0})
+        self._stream = ResumableLoader(self.train_dataloader, position["epoch"], position["batch_in_epoch"])
+        return list(state.get("logs", []))
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self) -> Path | None:
+        """Write <out_dir>/checkpoints/last (rank 0 only; every process must call it)."""
+        rng_tensors, rng_state = ckpt.capture_rng_state()
+        gathered = gather_objects((rng_tensors, rng_state), self.dist.world_size)
+        checksums = gather_objects(model_checksum(self.model), self.dist.world_size) \
+            if self.dist.world_size > 1 else None
+        if checksums is not None and len(set(checksums)) > 1:
+            warnings.warn(f"replicas differ at step {self.step}: checksums {checksums}", stacklevel=2)
+        if not self.dist.is_main:
+            return None
+        extra_tensors = {f"rng/rank{r}/{k}": v for r, (tensors, _) in enumerate(gathered) for k, v in tensors.items()}
+        extra_state = {"rng": {f"rank{r}": s for r, (_, s) in enumerate(gathered)},
+                       "data": self._stream.position() if self._stream is not None else None,
+                       "world_size": self.dist.world_size, "replica_checksums": checksums, "logs": self.history}
+        return ckpt.save_checkpoint(self.checkpoint_dir, self.model, self.full_config, self.step,
+                                    optimizers=self.optimizers, ema=self.ema, extra_tensors=extra_tensors,
+                                    extra_state=extra_state)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _optimizer_step(self, batches: list[Any], step: int) -> dict[str, float]:
+        """One optimizer step over every group (see the module docstring); returns the values to log."""
+        cfg, logs = self.config, {}
+        several = len(self.optimizers) > 1
+        for group, optimizer in self.optimizers.items():
+            lr = learning_rate(cfg.lr_groups.get(group, cfg.lr), step, cfg.steps, cfg.warmup_steps, cfg.lr_schedule)
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr
+            self.model.zero_grad(set_to_none=True)
+            named: dict[str, float] = {}
+            bad: tuple[float, dict[str, float]] | None = None
+            for batch in batches:
+                with self._autocast():
+                    loss, values = self.model.training_step(batch, group, step)
+                loss_value = float(loss.detach().float().item())
+                values = dict(values)
+                values.setdefault(f"loss/{group}" if several else "loss", loss_value)
+                if not math.isfinite(loss_value) and bad is None:
+                    bad = (loss_value, values)
+                if loss.requires_grad:
+                    (loss / len(batches)).backward()
+                for key, value in values.items():
+                    named[key] = named.get(key, 0.0) + float(value) / len(batches)
+            params = self._groups[group]
+            flag = average_gradients(params, 1.0 if bad is not None else 0.0, self.dist.world_size)
+            if flag > 0:
+                self._diverged(step, group, bad)
+            if cfg.grad_clip > 0:
+                named[f"grad_norm/{group}"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+            optimizer.step()
+            named[f"lr/{group}"] = lr
+            logs.update({(f"{group}/{k}" if k in logs else k): v for k, v in named.items()})
+        if self.ema is not None:
+            self.ema.update(self.model)
+        broadcast_state(self.model, self.dist.world_size, buffers_only=True)
+        return logs
+
+    def _diverged(self, step: int, group: str, bad: tuple[float, dict[str, float]] | None) -> None:
+        if bad is None:
+            where = "on another process"
+        else:
+            others = [f"{k}={v}" for k, v in bad[1].items() if not math.isfinite(float(v))]
+            where = f"= {bad[0]}" + (f" (non-finite logged values: {', '.join(others)})" if others else "")
+        saved = f"the last good checkpoint {self.checkpoint_dir} was kept" if self.checkpoint_dir.exists() \
+            else "no checkpoint had been written yet"
+        raise TrainingDivergedError(f"training diverged at step {step}: the loss of optimizer group {group!r} "
+                                    f"{where}; stopped without saving, {saved}. Try a lower train.lr, "
+                                    f"train.grad_clip, or train.precision=fp32.")
+
+    @torch.no_grad()
+    def write_samples(self) -> Path | None:
+        """Save a grid of `model.sample_images` (EMA weights when kept) for the current step."""
+        if not (self.dist.is_main and callable(getattr(self.model, "sample_images", None))):
+            return None
+        generator = torch.Generator(self.device).manual_seed(self.config.seed)
+        was_training = self.model.training
+        self.model.eval()
+        swap = self.ema.average_parameters(self.model) if self.ema is not None else contextlib.nullcontext()
+        with swap:
+            images = self.model.sample_images(self.config.num_samples, generator=generator)
+        self.model.train(was_training)
+        return self.logger.images(self.step, images) if images is not None else None
+
+    def fit(self, resume: bool = False) -> Trainer:
+        """Train for `config.steps` optimizer steps (continuing from <out_dir>/checkpoints/last when `resume`)."""
+        cfg = self._setup_and_restore(resume)
+        start = self.step
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"train {self.out_dir.name}",
+                   disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
+        try:
+            while self.step < cfg.steps:
+                batches = [_to_device(self._stream.next(), self.device, cfg.channels_last)
+                           for _ in range(cfg.grad_accum)]
+                logs = self._optimizer_step(batches, self.step)
+                self.step += 1
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()
+                                 if not k.startswith(("lr/", "grad_norm/"))}, refresh=False)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    self.logger.log(self.step, logs)
+                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self.write_samples()
+                if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                    self.save_checkpoint()
+            if self.step > start:
+                if callable(getattr(self.model, "on_fit_end", None)):
+                    self.model.on_fit_end(self)
+                    broadcast_state(self.model, self.dist.world_size, buffers_only=True)
+                self.save_checkpoint()
+        finally:
+            bar.close()
+            self.logger.close()
+            shutdown(self.dist)
+        return self
+
+    def _setup_and_restore(self, resume: bool) -> TrainConfig:
+        cfg = self.config
+        self._setup()
+        self.model.train()
+        if callable(getattr(self.model, "on_fit_start", None)):
+            self.model.on_fit_start(self)
+        history: list[dict[str, Any]] = []
+        self.step = 0
+        self._stream = ResumableLoader(self.train_dataloader)
+        if resume:
+            try:
+                folder = ckpt.find_checkpoint(self.out_dir)
+            except ckpt.CheckpointError:
+                folder = None
+                if self.dist.is_main:
+                    print(f"resume: no checkpoint in {self.out_dir}, starting from step 0")
+            if folder is not None:
+                history = [row for row in self._restore(folder) if row["step"] <= self.step]
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / "config.yaml", "w", encoding="utf-8") as f:
+                yaml.safe_dump(self.full_config, f, sort_keys=False)
+        self.logger = RunLogger(self.out_dir, enabled=self.dist.is_main, history=history, start_step=self.step)
+        return cfg

@@ -1,0 +1,305 @@
+"""The trainer: configs, optimisation, EMA, checkpoints, exact resume, divergence handling."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from minildm.train import (EMA, CheckpointError, ConfigError, TrainConfig, Trainer, TrainingDivergedError,
+                           load_config, load_model, save_checkpoint, train_from_config)
+from minildm.train import checkpoint as ckpt
+from minildm.train.cli import add_arguments, run
+from minildm.train.optim import learning_rate
+from minildm.train.toy import ToyGAN, ToyRegressionDataset, ToyRegressor
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "minildm" / "configs" / "examples" / "toy-regressor.yaml"
+
+
+def toy_config(**train) -> dict:
+    """A full config for ToyRegressor with small, test-sized train settings."""
+    settings = dict(steps=12, batch_size=8, lr=1e-2, log_every=1, checkpoint_every=5, ema_decay=0.9,
+                    warmup_steps=3, lr_schedule="cosine")
+    settings.update(train)
+    return {"model": {"target": "minildm.train.toy:ToyRegressor", "params": {"in_features": 8, "hidden": 16}},
+            "data": {"name": "minildm.train.toy:ToyRegressionDataset", "size": 8, "options": {"length": 64}},
+            "train": settings}
+
+
+def fit(model, config, out_dir, resume=False, dataset=None) -> Trainer:
+    dataset = dataset if dataset is not None else ToyRegressionDataset(size=8, length=64)
+    return Trainer(model, dataset, config, out_dir=out_dir, progress=False).fit(resume=resume)
+
+
+def new_model(cls=ToyRegressor, **kwargs):
+    torch.manual_seed(0)
+    return cls(in_features=8, hidden=16, **kwargs)
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.lrr=0.1", "train.lrr"),
+    ("train.steps=many", "train.steps"),
+    ("train.lr_schedule=linear", "train.lr_schedule"),
+    ("model.params.hiden=4", "model.params.hiden"),
+    ("model.params.hidden=wide", "model.params.hidden"),
+    ("trian.steps=3", "trian"),
+    ("data.sise=3", "data.sise"),
+])
+def test_config_errors_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(EXAMPLE, [override])
+
+
+def test_config_errors_list_valid_keys_and_targets():
+    with pytest.raises(ConfigError, match="valid train keys: seed, steps"):
+        load_config(EXAMPLE, ["train.learning_rate=1"])
+    with pytest.raises(ConfigError, match="autoencoder_kl"):
+        load_config(EXAMPLE, ["model.target=unet_model"])
+    with pytest.raises(ConfigError, match="hidden"):  # the valid ToyRegressor keys are listed
+        load_config(EXAMPLE, ["model.params.width=3"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(EXAMPLE, ["train.lr"])
+
+
+def test_overrides_parse_as_yaml_scalars():
+    config = load_config(EXAMPLE, ["train.lr=3e-4", "model.params.hidden=64", "train.betas=[0.5, 0.9]",
+                                   "train.channels_last=true", "train.lr_groups={model: 1e-3}"])
+    assert config["train"]["lr"] == 3e-4 and isinstance(config["train"]["lr"], float)
+    assert config["model"]["params"]["hidden"] == 64
+    assert config["train"]["betas"] == [0.5, 0.9]
+    assert config["train"]["channels_last"] is True
+    assert config["train"]["lr_groups"] == {"model": 1e-3}
+    # untouched keys keep the file's values, absent keys get TrainConfig defaults
+    assert config["train"]["ema_decay"] == 0.99 and config["train"]["grad_accum"] == 1
+    assert config["train"]["out_dir"] == "runs/examples/toy-regressor"
+
+
+def test_train_config_defaults_and_types():
+    cfg = TrainConfig()
+    assert (cfg.steps, cfg.lr, cfg.lr_schedule, cfg.precision, cfg.out_dir) == (2000, 1e-3, "constant", "auto", None)
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="train.ema_decay"):
+        TrainConfig(ema_decay=1.0)
+
+
+def test_learning_rate_schedule():
+    assert learning_rate(1.0, 0, 100, warmup_steps=4) == pytest.approx(0.25)
+    assert learning_rate(1.0, 3, 100, warmup_steps=4) == pytest.approx(1.0)
+    assert learning_rate(1.0, 50, 100) == 1.0
+    assert learning_rate(1.0, 4, 104, warmup_steps=4, schedule="cosine") == pytest.approx(1.0)
+    assert learning_rate(1.0, 54, 104, warmup_steps=4, schedule="cosine") == pytest.approx(0.5)
+    assert learning_rate(1.0, 104, 104, warmup_steps=4, schedule="cosine") == pytest.approx(0.0)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_training_reduces_the_loss(tmp_path):
+    trainer = fit(new_model(), toy_config(steps=80, ema_decay=0.0, lr_schedule="constant", log_every=10), tmp_path)
+    losses = [row["loss"] for row in trainer.history]
+    assert len(losses) == 8 and trainer.step == 80
+    assert losses[-1] < 0.1 * losses[0]
+    csv_lines = (tmp_path / "log.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("step,") and len(csv_lines) == 9
+
+
+def test_gradient_accumulation_equals_a_larger_batch(tmp_path):
+    config = dict(steps=3, ema_decay=0.0, grad_clip=0.0, warmup_steps=0)
+    big = fit(new_model(dropout=0.0), toy_config(batch_size=16, **config), tmp_path / "big")
+    small = fit(new_model(dropout=0.0), toy_config(batch_size=8, grad_accum=2, **config), tmp_path / "accum")
+    for p, q in zip(big.model.parameters(), small.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert [r["loss"] for r in big.history] == pytest.approx([r["loss"] for r in small.history], rel=1e-5)
+
+
+def test_two_optimizer_groups_step_both(tmp_path):
+    torch.manual_seed(0)
+    model = ToyGAN(in_features=8, hidden=16)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = fit(model, {"train": dict(steps=2, batch_size=8, lr=1e-2, lr_groups={"disc": 1e-3}, log_every=1)},
+                  tmp_path)
+    for prefix in ("generator.", "discriminator."):
+        changed = [k for k in before if k.startswith(prefix) and not torch.equal(before[k], model.state_dict()[k])]
+        assert changed, f"no {prefix} parameter was updated"
+    row = trainer.history[-1]
+    assert row["lr/generator"] == 1e-2 and row["lr/disc"] == 1e-3
+    assert {"g_loss", "d_loss", "loss/generator", "loss/disc"} <= set(row)
+    assert list(trainer.optimizers) == ["generator", "disc"]
+
+
+def test_sample_grid_is_written(tmp_path):
+    fit(new_model(), toy_config(steps=4, sample_every=2, num_samples=4), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
+
+
+# ----------------------------------------------------------------------------- EMA
+
+
+def test_ema_follows_the_warmup_formula():
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, decay=0.5)
+    shadow = model.weight.detach().clone()
+    for n in range(1, 4):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        d = min(0.5, (1 + n) / (10 + n))
+        assert ema.current_decay() == pytest.approx(d)
+        ema.update(model)
+        shadow = d * shadow + (1 - d) * model.weight.detach()
+        torch.testing.assert_close(ema.shadow["weight"], shadow)
+    assert ema.num_updates == 3 and EMA(model, 0.9999).current_decay() == pytest.approx(2 / 11)
+    training_weight = model.weight.detach().clone()
+    ema.store(model)
+    ema.copy_to(model)
+    torch.testing.assert_close(model.weight.detach(), shadow)
+    ema.restore(model)
+    torch.testing.assert_close(model.weight.detach(), training_weight)
+    with ema.average_parameters(model):
+        torch.testing.assert_close(model.weight.detach(), shadow)
+    torch.testing.assert_close(model.weight.detach(), training_weight)
+
+
+# ----------------------------------------------------------------------------- checkpoints and resume
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashingRegressor(ToyRegressor):
+    """Dies (like a killed process) when asked for step `crash_at`."""
+
+    crash_at = 8
+
+    def training_step(self, batch, group, step):
+        if step == self.crash_at:
+            raise Crash(f"killed at step {step}")
+        return super().training_step(batch, group, step)
+
+
+class DivergingRegressor(ToyRegressor):
+    """Returns a NaN loss from step 7 on."""
+
+    def training_step(self, batch, group, step):
+        loss, logs = super().training_step(batch, group, step)
+        if step >= 7:
+            loss = loss * float("nan")
+            logs = {"mse": float("nan")}
+        return loss, logs
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path):
+    config = toy_config(grad_accum=2)
+    full = fit(new_model(), config, tmp_path / "full")
+    with pytest.raises(Crash):
+        fit(new_model(CrashingRegressor), config, tmp_path / "killed")
+    assert ckpt.read_state(tmp_path / "killed" / "checkpoints" / "last")["step"] == 5
+    resumed = fit(new_model(), config, tmp_path / "killed", resume=True)
+
+    assert resumed.step == full.step == 12
+    assert [r["step"] for r in resumed.history] == list(range(1, 13))
+    for a, b in zip(full.history, resumed.history):
+        assert a == b  # every logged value, bitwise
+    for name in ("model.safetensors", "ema.safetensors"):
+        a = load_file(tmp_path / "full" / "checkpoints" / "last" / name)
+        b = load_file(tmp_path / "killed" / "checkpoints" / "last" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "killed" / "log.csv").read_text() == (tmp_path / "full" / "log.csv").read_text()
+
+
+def test_load_model_rebuilds_from_config_and_uses_ema(tmp_path):
+    trainer = fit(new_model(), toy_config(steps=6), tmp_path)
+    plain, averaged = load_model(tmp_path, ema=False), load_model(tmp_path)
+    assert isinstance(plain, ToyRegressor) and not plain.training
+    for p, q in zip(plain.parameters(), trainer.model.parameters()):
+        assert torch.equal(p, q.detach())
+    for name, p in averaged.named_parameters():
+        assert torch.equal(p, trainer.ema.shadow[name])
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(TrainingDivergedError, match=r"step 7.*group 'model'.*nan.*mse=nan"):
+        fit(new_model(DivergingRegressor), toy_config(), tmp_path)
+    folder = tmp_path / "checkpoints" / "last"
+    assert ckpt.read_state(folder)["step"] == 5
+    model = load_model(tmp_path)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["last"]
+
+
+def test_interrupted_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
+    model = new_model()
+    folder = save_checkpoint(tmp_path / "checkpoints" / "last", model, toy_config(), step=5)
+    good = load_file(folder / "model.safetensors")
+
+    def killed_mid_write(data, path):
+        raise KeyboardInterrupt("killed while writing")
+
+    with torch.no_grad():
+        model.net[0].weight.add_(1.0)
+    monkeypatch.setattr(ckpt, "_write_json", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(folder, model, toy_config(), step=10)
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["last"]  # no temp folder left behind
+    assert ckpt.read_state(folder)["step"] == 5
+    after = load_file(folder / "model.safetensors")
+    assert all(torch.equal(good[k], after[k]) for k in good)
+
+
+def test_crash_between_renames_is_recovered(tmp_path):
+    folder = save_checkpoint(tmp_path / "checkpoints" / "last", new_model(), toy_config(), step=5)
+    folder.rename(folder.with_name("last.previous"))  # died after moving the old one aside
+    assert ckpt.find_checkpoint(tmp_path) == tmp_path / "checkpoints" / "last.previous"
+    assert isinstance(load_model(tmp_path), ToyRegressor)
+
+
+def test_missing_or_corrupt_checkpoint_names_the_file(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "nowhere")
+    folder = save_checkpoint(tmp_path / "last", new_model(), toy_config(), step=1)
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*corrupt"):
+        load_model(folder)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"model\.safetensors is missing"):
+        load_model(folder)
+    (folder / "state.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"state\.json is corrupt"):
+        load_model(folder)
+
+
+# ----------------------------------------------------------------------------- from a config / the CLI
+
+
+def test_train_from_config_on_shapes(tmp_path):
+    pytest.importorskip("minildm.data")
+    config = {"model": {"target": "judge", "params": {"in_channels": 3, "num_classes": 18, "width": 8}},
+              "data": {"name": "shapes", "size": 8, "options": {}},
+              "train": {"steps": 2, "batch_size": 4, "log_every": 1, "checkpoint_every": 2}}
+    trainer = train_from_config(config, ["train.lr=3e-3"], out_dir=tmp_path, progress=False)
+    assert trainer.step == 2 and trainer.optimizers["model"].param_groups[0]["lr"] == 3e-3
+    state = ckpt.read_state(tmp_path / "checkpoints" / "last")
+    assert state["config"]["model"]["target"] == "judge" and state["data"] == {"epoch": 0, "batch_in_epoch": 2}
+    restored = load_model(tmp_path)
+    assert type(restored).__name__ == "JudgeClassifier"
+    for p, q in zip(restored.parameters(), trainer.model.parameters()):
+        assert torch.equal(p, q.detach())
+    assert all(math.isfinite(r["loss"]) for r in trainer.history)
+
+
+def test_cli_reports_config_errors(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([str(EXAMPLE), "train.stepz=3", "--out", str(tmp_path)])
+    assert run(args) == 2
+    assert "train.stepz" in capsys.readouterr().err
+    args = parser.parse_args([str(EXAMPLE), "train.steps=3", "--out", str(tmp_path), "--no-progress"])
+    assert run(args) == 0 and ckpt.read_state(tmp_path / "checkpoints" / "last")["step"] == 3

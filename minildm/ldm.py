@@ -2,7 +2,8 @@
 
 The paper's model (LDM Sec. 3.2-3.3, Eq. 2 and 3): images x are encoded once,
 z = scale_factor * E(x); a UNet eps_theta(z_t, t, tau(y)) learns to predict the noise
-added by the forward process; samples are drawn in latent space and decoded, x~ = D(z / scale_factor).
+added by the forward process; samples are drawn in latent space and decoded, x~ = D(z / scale_factor)
+(the first stage stores and applies scale_factor: `encode_latent` / `decode_latent`).
 
     L_LDM = E_{E(x), y, eps ~ N(0, I), t} || eps - eps_theta(z_t, t, tau_theta(y)) ||^2      (Eq. 3)
 
@@ -103,7 +104,7 @@ class LatentDiffusion(nn.Module):
         objective: what the UNet predicts: "eps" (the paper), "x0" or "v".
         loss_weighting: "uniform" (the paper) or "min_snr" (Hang et al., 2023) with `min_snr_gamma`.
         cond_drop_prob: probability of replacing the condition by the null condition (CFG training).
-        scale_factor: latent scale; None takes the first stage's stored value (1/std of its latents).
+        scale_factor: latent scale; None keeps the first stage's stored value (1/std of its latents).
         sampler, sample_steps, guidance_scale: defaults of `sample` and of the trainer's sample grids.
     """
 
@@ -136,8 +137,8 @@ class LatentDiffusion(nn.Module):
         self.cond_drop_prob = cond_drop_prob
         self.image_size = image_size
         self.sampler, self.sample_steps, self.guidance_scale = sampler, sample_steps, guidance_scale
-        stored = float(self.first_stage.scale_factor)
-        self.register_buffer("scale_factor", torch.tensor(stored if scale_factor is None else float(scale_factor)))
+        if scale_factor is not None:  # override the first stage's stored 1/std of its latents
+            self.first_stage.scale_factor.fill_(float(scale_factor))
         f = self.first_stage.downsampling_factor
         if image_size % f:
             raise ValueError(f"image_size {image_size} is not divisible by the first stage's factor f = {f}")
@@ -159,13 +160,16 @@ class LatentDiffusion(nn.Module):
     # --- stage 1 <-> latent space -------------------------------------------------------
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) in [-1, 1] -> scaled latents (B, c, H/f, W/f) with unit-ish variance."""
-        return self.first_stage.encode_latent(x) * self.scale_factor
+        """Images (B, C, H, W) in [-1, 1] -> scaled latents (B, c, H/f, W/f) with unit-ish variance.
+
+        The first stage applies its own `scale_factor` (1/std of its latents, LDM App. G "scale_by_std").
+        """
+        return self.first_stage.encode_latent(x)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> images in [-1, 1] (clamped)."""
-        return self.first_stage.decode_latent(z / self.scale_factor).clamp(-1, 1)
+        return self.first_stage.decode_latent(z).clamp(-1, 1)
 
     # --- the network and its conditioning ---------------------------------------------------
     def condition(self, batch_value: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -222,7 +226,7 @@ class LatentDiffusion(nn.Module):
         """Draw images (B, C, H, W) in [-1, 1]: `n` unconditional ones or one per entry of `labels`."""
         if labels is None and n is None:
             raise ValueError("give the number of samples `n` or the `labels` to sample")
-        device = self.scale_factor.device
+        device = next(self.unet.parameters()).device
         if labels is not None:
             labels = torch.as_tensor(labels, device=device).long()
             n = labels.shape[0]

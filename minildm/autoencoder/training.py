@@ -98,19 +98,24 @@ class _AutoencoderTrainable(nn.Module):
 
     # the model interface, delegated so that stage 2 can use a trained checkpoint directly
     def encode(self, x: torch.Tensor) -> Any:
+        """`autoencoder.encode(x)`."""
         return self.autoencoder.encode(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """`autoencoder.decode(z)`."""
         return self.autoencoder.decode(z)
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """`autoencoder.encode_latent(x)`: scale_factor * latent, what stage 2 diffuses."""
         return self.autoencoder.encode_latent(x)
 
     def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """`autoencoder.decode_latent(latent)`."""
         return self.autoencoder.decode_latent(latent)
 
     @property
     def scale_factor(self) -> torch.Tensor:
+        """The autoencoder's latent scale factor buffer."""
         return self.autoencoder.scale_factor
 
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -209,7 +214,8 @@ class KLAutoencoderTrainable(_AutoencoderTrainable):
         super().__init__(_build(AutoencoderKL, autoencoder, "autoencoder"), _build(Stage1Loss, loss, "loss"), num_scale_batches)
         self.sample_posterior = sample_posterior
 
-    def forward(self, x: torch.Tensor, sample_posterior: bool = True):
+    def forward(self, x: torch.Tensor, sample_posterior: bool = True) -> tuple[torch.Tensor, Any]:
+        """`autoencoder(x)`: (x_hat, posterior)."""
         return self.autoencoder(x, sample_posterior=sample_posterior)
 
     def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -240,7 +246,8 @@ class VQAutoencoderTrainable(_AutoencoderTrainable):
         loss_params = {"reduction": "mean", "learn_logvar": False, **(loss or {})}
         super().__init__(_build(VQModel, autoencoder, "autoencoder"), _build(Stage1Loss, loss_params, "loss"), num_scale_batches)
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """`autoencoder(x)`: (x_hat, quantization loss, quantizer info)."""
         return self.autoencoder(x)
 
     def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:

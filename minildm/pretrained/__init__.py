@@ -1,1 +1,93 @@
-"""Pretrained weights: the course's own checkpoints (by name) and CompVis / diffusers interop."""
+"""Pretrained weights: the course's own checkpoints (by name) and CompVis / diffusers interop.
+
+Course checkpoints live in `minildm/pretrained/checkpoints/<name>/`:
+
+    model.safetensors   the weights in float16 (loaded back as float32)
+    manifest.json       {"name", "config" (the full training config), "commit", "steps", "metrics", "command"}
+
+`load("shapes-kl-f4")` rebuilds the model from the manifest's config and loads the weights.
+`export_checkpoint(run_dir, name, ...)` turns a finished training run into such a folder;
+each manifest records the one `minildm train` command that regenerates it.
+Weights are safetensors and JSON only: nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+WEIGHTS, MANIFEST = "model.safetensors", "manifest.json"
+
+
+def available() -> list[str]:
+    """Names of the course checkpoints shipped with minildm."""
+    if not CHECKPOINTS.is_dir():
+        return []
+    return sorted(p.name for p in CHECKPOINTS.iterdir() if (p / MANIFEST).is_file())
+
+
+def manifest(name: str) -> dict[str, Any]:
+    """The manifest of course checkpoint `name` (config, commit, steps, metrics, command)."""
+    folder = CHECKPOINTS / name
+    if not (folder / MANIFEST).is_file():
+        raise ValueError(f"unknown course checkpoint {name!r}; available: {', '.join(available()) or '(none)'}")
+    return json.loads((folder / MANIFEST).read_text())
+
+
+def load(name: str, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild course checkpoint `name` (e.g. "shapes-kl-f4") in float32, eval mode, on `device`."""
+    from minildm.train import build_model
+
+    info = manifest(name)
+    model = build_model(info["config"])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(CHECKPOINTS / name / WEIGHTS).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(tuple(info.get("dropped_prefixes", ())))]
+    if missing or unexpected:
+        raise ValueError(f"course checkpoint {name!r} does not fit its config: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    return model.to(device).eval()
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def export_checkpoint(run_dir: str | Path, name: str, metrics: Mapping[str, float], command: str,
+                      config_updates: Mapping[str, Any] | None = None, ema: bool = True,
+                      drop_prefixes: tuple[str, ...] = ()) -> Path:
+    """Write `checkpoints/<name>/` from a finished training run: fp16 weights + manifest.
+
+    config_updates: model params to rewrite for shipping, e.g. {"first_stage": "shapes-kl-f4"} so an
+    LDM points at a course checkpoint instead of a local run folder.
+    drop_prefixes: state-dict prefixes not worth shipping (e.g. a GAN discriminator).
+    """
+    from minildm.train import load_model
+    from minildm.train.checkpoint import find_checkpoint, read_state
+
+    folder = find_checkpoint(run_dir)
+    state = read_state(folder)
+    model = load_model(folder, ema=ema)
+    config = json.loads(json.dumps(state["config"]))
+    config["model"]["params"].update(config_updates or {})
+    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous()
+               for k, v in model.state_dict().items() if not k.startswith(drop_prefixes)}
+    out = CHECKPOINTS / name
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / WEIGHTS))
+    info = {"name": name, "config": config, "commit": _git_commit(), "steps": state.get("step"),
+            "metrics": dict(metrics), "command": command, "dropped_prefixes": list(drop_prefixes)}
+    (out / MANIFEST).write_text(json.dumps(info, indent=2) + "\n")
+    return out

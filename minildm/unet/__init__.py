@@ -2,13 +2,13 @@
 
     embeddings    timestep_embedding: t -> sinusoids
     resblock      ResBlock (time embedding added or scale-shift), Downsample, Upsample
-    attention     attention() written out, CrossAttention, ADM self-attention AttentionBlock
+    attention_layers  attention() written out, CrossAttention, ADM self-attention AttentionBlock
     transformer   GEGLU, BasicTransformerBlock, SpatialTransformer (cross-attention conditioning)
     model         UNetModel: the whole U with skip connections
     config        YAML architecture configs (sd-v1 and tiny ones)
 """
 
-from minildm.unet.attention import AttentionBlock, CrossAttention, attention
+from minildm.unet.attention_layers import AttentionBlock, CrossAttention, attention
 from minildm.unet.config import available_unet_configs, load_unet_config
 from minildm.unet.embeddings import timestep_embedding
 from minildm.unet.model import TimestepEmbedSequential, UNetModel

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from minildm.unet.attention import AttentionBlock
+from minildm.unet.attention_layers import AttentionBlock
 from minildm.unet.embeddings import timestep_embedding
 from minildm.unet.resblock import Downsample, ResBlock, Upsample
 from minildm.unet.transformer import SpatialTransformer

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
-from minildm.unet.attention import CrossAttention
+from minildm.unet.attention_layers import CrossAttention
 
 
 class GEGLU(nn.Module):
@@ -120,14 +120,16 @@ class SpatialTransformer(nn.Module):
         """(B, C, H, W), (B, M, context_dim) -> (B, C, H, W)."""
         batch, channels, height, width = x.shape
         h = self.norm(x)
+        # One copy into contiguous tokens (a free view for channels_last inputs), so that the
+        # residual stream and every LayerNorm inside the blocks work on contiguous memory.
         if self.use_linear:
-            h = self.proj_in(h.flatten(2).transpose(1, 2))  # (B, C, H, W) -> (B, HW, C) -> (B, HW, inner)
+            h = self.proj_in(h.permute(0, 2, 3, 1).reshape(batch, height * width, channels))  # (B, C, H, W) -> (B, HW, inner)
         else:
-            h = self.proj_in(h).flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, inner, H, W) -> (B, HW, inner)
+            h = self.proj_in(h).permute(0, 2, 3, 1).reshape(batch, height * width, -1)  # (B, inner, H, W) -> (B, HW, inner)
         for block in self.transformer_blocks:
             h = block(h, context)  # (B, HW, inner)
         if self.use_linear:
-            h = self.proj_out(h).transpose(1, 2).reshape(batch, channels, height, width)  # -> (B, C, H, W)
+            h = self.proj_out(h).transpose(1, 2).reshape(batch, channels, height, width)  # (B, HW, C) -> (B, C, H, W)
         else:
             h = self.proj_out(h.transpose(1, 2).reshape(batch, -1, height, width))  # (B, inner, H, W) -> (B, C, H, W)
         return x + h

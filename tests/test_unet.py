@@ -179,7 +179,8 @@ def test_spatial_transformer_linear_projection_equals_conv():
     torch.manual_seed(0)
     conv = randomize(SpatialTransformer(16, 2, 8, context_dim=6, norm_num_groups=4))
     linear = SpatialTransformer(16, 2, 8, context_dim=6, norm_num_groups=4, use_linear=True)
-    state = {k: v.flatten(1) if k.startswith(("proj_in.weight", "proj_out.weight")) else v for k, v in conv.state_dict().items()}
+    is_projection = ("proj_in.weight", "proj_out.weight")
+    state = {k: v.flatten(1) if k.startswith(is_projection) else v for k, v in conv.state_dict().items()}
     linear.load_state_dict(state)
     x, ctx = torch.randn(2, 16, 3, 5), torch.randn(2, 4, 6)
     torch.testing.assert_close(linear(x, ctx), conv(x, ctx), atol=1e-5, rtol=1e-5)

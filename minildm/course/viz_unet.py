@@ -47,17 +47,17 @@ def plot_timestep_embedding(dim: int = 128, num_timesteps: int = 1000, max_perio
     t, emb = t.numpy(), emb.numpy()
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
-    image = axes[0].imshow(emb, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    image = axes[0].imshow(emb, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1)
     axes[0].set_xlabel(f"embedding dimension (cosines 0..{dim // 2 - 1}, then sines)")
     axes[0].set_ylabel("timestep t")
     axes[0].set_title(f"timestep_embedding(t, {dim})")
     fig.colorbar(image, ax=axes[0], fraction=0.04)
     half = dim // 2
-    for column in [0, half // 8, half // 4, half // 2, half - 1]:
+    for column in [half // 4, 3 * half // 8, half // 2, 5 * half // 8, half - 1]:
         period = 2 * math.pi * max_period ** (column / half)
         axes[1].plot(t, emb[:, column], label=f"cos, column {column} (period {period:,.0f})", linewidth=1)
     axes[1].set_xlabel("timestep t")
-    axes[1].set_title("columns = cosines of geometrically spaced frequencies")
+    axes[1].set_title("some columns: cosines of geometrically spaced frequencies", fontsize=10)
     axes[1].legend(fontsize=7, loc="lower left")
     image = axes[2].imshow(similarity, cmap="viridis", vmin=similarity.min(), vmax=1)
     axes[2].set_xlabel("timestep t'")

@@ -19,8 +19,8 @@ from scipy import linalg
 
 def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
     """Fréchet distance between Gaussians fitted to two (N, D) feature sets."""
-    a = features_a.double().cpu().numpy()
-    b = features_b.double().cpu().numpy()
+    a = features_a.detach().double().cpu().numpy()
+    b = features_b.detach().double().cpu().numpy()
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
@@ -33,7 +33,7 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
 
 def kernel_inception_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
     """Unbiased MMD^2 with the cubic polynomial kernel (KID's formula) between (N, D) and (M, D) features."""
-    a, b = features_a.double(), features_b.double()
+    a, b = features_a.detach().double(), features_b.detach().double()
     d = a.shape[1]
     kernel = lambda x, y: (x @ y.T / d + 1) ** 3  # noqa: E731
     k_aa, k_bb, k_ab = kernel(a, a), kernel(b, b), kernel(a, b)

@@ -218,8 +218,8 @@ def load_unet(
         folder = path / "unet" if (path / "unet" / "config.json").is_file() else path
         if not (folder / "config.json").is_file():
             raise ValueError(f"{path} is not a diffusers UNet folder: no config.json (nor unet/config.json)")
-        weights = next((folder / n for n in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
-                                              "diffusion_pytorch_model.bin") if (folder / n).is_file()), None)  # fmt: skip
+        names = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.bin")
+        weights = next((folder / n for n in names if (folder / n).is_file()), None)
         if weights is None:
             raise ValueError(f"{folder} has no diffusion_pytorch_model.safetensors (or .fp16.safetensors / .bin)")
         if config is None:

@@ -122,10 +122,10 @@ class SpatialTransformer(nn.Module):
         h = self.norm(x)
         # One copy into contiguous tokens (a free view for channels_last inputs), so that the
         # residual stream and every LayerNorm inside the blocks work on contiguous memory.
-        if self.use_linear:
-            h = self.proj_in(h.permute(0, 2, 3, 1).reshape(batch, height * width, channels))  # (B, C, H, W) -> (B, HW, inner)
-        else:
-            h = self.proj_in(h).permute(0, 2, 3, 1).reshape(batch, height * width, -1)  # (B, inner, H, W) -> (B, HW, inner)
+        if self.use_linear:  # (B, C, H, W) -> (B, HW, C) -> (B, HW, inner)
+            h = self.proj_in(h.permute(0, 2, 3, 1).reshape(batch, height * width, channels))
+        else:  # (B, C, H, W) -> (B, inner, H, W) -> (B, HW, inner)
+            h = self.proj_in(h).permute(0, 2, 3, 1).reshape(batch, height * width, -1)
         for block in self.transformer_blocks:
             h = block(h, context)  # (B, HW, inner)
         if self.use_linear:

@@ -59,3 +59,12 @@ def test_cli_help_lists_every_subcommand():
     out = subprocess.run([sys.executable, "-m", "minildm", "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("demo", "train", "sample", "data", "grade", "course", "convert"):
         assert command in out
+
+
+def test_every_subcommand_has_help_naming_its_arguments():
+    expected = {"demo": "--out", "train": "--resume", "sample": "--guidance-scale", "data": "download",
+                "grade": "--json", "course": "build", "convert": "--part"}
+    for command, word in expected.items():
+        out = subprocess.run([sys.executable, "-m", "minildm", command, "--help"], capture_output=True, text=True,
+                             check=True).stdout
+        assert word in out, f"`minildm {command} --help` does not mention {word}"

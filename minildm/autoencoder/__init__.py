@@ -4,7 +4,7 @@ from minildm.autoencoder.blocks import AttnBlock, Downsample, ResnetBlock, Upsam
 from minildm.autoencoder.distributions import DiagonalGaussianDistribution
 from minildm.autoencoder.encoder_decoder import Decoder, Encoder
 from minildm.autoencoder.kl import AutoencoderKL
-from minildm.autoencoder.quantize import VectorQuantizer
+from minildm.autoencoder.quantize import VectorQuantizer, nearest_code_indices, straight_through, vq_loss
 from minildm.autoencoder.vq import VQModel
 
 __all__ = [
@@ -18,4 +18,7 @@ __all__ = [
     "Upsample",
     "VQModel",
     "VectorQuantizer",
+    "nearest_code_indices",
+    "straight_through",
+    "vq_loss",
 ]

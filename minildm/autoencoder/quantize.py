@@ -29,6 +29,30 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def nearest_code_indices(z_flat: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest codebook row for each row of z_flat: (N, C), (K, C) -> (N,).
+
+    Uses ||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2, so no (N, K, C) difference tensor is built.
+    """
+    distances = z_flat.pow(2).sum(1, keepdim=True) - 2 * z_flat @ codebook.T + codebook.pow(2).sum(1)[None, :]
+    return distances.argmin(dim=1)
+
+
+def straight_through(z: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+    """z + sg[z_q - z]: the value of z_q, the gradient of the identity with respect to z."""
+    return z + (z_q - z).detach()
+
+
+def vq_loss(z: torch.Tensor, z_q: torch.Tensor, beta: float = 0.25) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """VQ-VAE loss ||sg[z] - e||^2 + beta ||z - sg[e]||^2 (element means); returns (loss, codebook, commitment).
+
+    z: encoder outputs, z_q: their nearest codes e (before the straight-through trick), same shape.
+    """
+    codebook_loss = F.mse_loss(z.detach(), z_q)
+    commitment_loss = F.mse_loss(z, z_q.detach())
+    return codebook_loss + beta * commitment_loss, codebook_loss, commitment_loss
+
+
 class VectorQuantizer(nn.Module):
     """Nearest-neighbour quantization of (B, C, H, W) latents against `n_embed` codes of size C = `embed_dim`."""
 
@@ -60,9 +84,7 @@ class VectorQuantizer(nn.Module):
 
     def nearest_codes(self, z_flat: torch.Tensor) -> torch.Tensor:
         """Index of the nearest code for each row of z_flat (N, C) -> (N,), using ||z||^2 - 2 z.e + ||e||^2."""
-        codebook = self.embedding.weight
-        distances = z_flat.pow(2).sum(1, keepdim=True) - 2 * z_flat @ codebook.T + codebook.pow(2).sum(1)[None, :]
-        return distances.argmin(dim=1)
+        return nearest_code_indices(z_flat, self.embedding.weight)
 
     def get_codebook_entry(self, indices: torch.Tensor) -> torch.Tensor:
         """Codes for integer indices (B, H, W) -> latents (B, C, H, W)."""
@@ -85,18 +107,15 @@ class VectorQuantizer(nn.Module):
         indices = self.nearest_codes(z_flat.detach())  # (BHW,)
         e = self.embedding(indices)  # (BHW, C)
 
-        commitment_loss = F.mse_loss(z_flat, e.detach())
-        codebook_loss = F.mse_loss(z_flat.detach(), e)
-        if self.ema_decay > 0:
+        loss, codebook_loss, commitment_loss = vq_loss(z_flat, e, self.beta)
+        if self.ema_decay > 0:  # the codebook follows an EMA, not the codebook term's gradient
             loss = self.beta * commitment_loss
-        else:
-            loss = codebook_loss + self.beta * commitment_loss
 
         one_hot = F.one_hot(indices, self.n_embed).to(z_flat.dtype)  # (BHW, n_embed)
         if self.training and hasattr(self, "ema_cluster_size"):
             self._update_running_stats(one_hot, z_flat.detach())
 
-        z_q = z_flat + (e - z_flat).detach()  # straight-through: value e, gradient identity to z
+        z_q = straight_through(z_flat, e)  # value e, gradient identity to z
         z_q = z_q.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()  # (BHW, C) -> (B, C, H, W)
         probs = one_hot.mean(0)
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())

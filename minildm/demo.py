@@ -2,7 +2,8 @@
 
 1. stage 1: train a tiny KL-f4 autoencoder (3x32x32 images -> 3x8x8 latents), estimate its scale factor;
 2. train the judge, a small classifier of the 18 shape classes, on real images;
-3. stage 2: train a class-conditional latent diffusion model with condition dropout (for CFG);
+3. stage 2: encode 24,000 images once, then train a class-conditional latent diffusion model on
+   those latents, with condition dropout (for classifier-free guidance);
 4. sample every class with classifier-free guidance and DPM-Solver++(2M), ask the judge what it sees.
 
 Everything lands in `outputs/demo/`: the three runs (checkpoints, log.csv, TensorBoard),
@@ -35,12 +36,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
 
 
-def _train(name: str, out: Path, fast: bool, extra: list[str] = ()):
+def _overrides(name: str, fast: bool) -> list[str]:
+    if not fast:
+        return []
+    return [f"train.steps={FAST_STEPS[name]}", "train.batch_size=8", "train.checkpoint_every=1000000",
+            "train.log_every=10"]
+
+
+def _train(name: str, out: Path, fast: bool):
     from minildm.train import train_from_config
 
-    overrides = [f"train.steps={FAST_STEPS[name]}", "train.batch_size=8", "train.checkpoint_every=1000000",
-                 "train.log_every=10"] if fast else []
-    return train_from_config(CONFIGS[name], [*overrides, *extra], out_dir=out / name)
+    return train_from_config(CONFIGS[name], _overrides(name, fast), out_dir=out / name)
+
+
+def _train_ldm(out: Path, fast: bool, num_latents: int):
+    """Stage 2 on latents encoded once by the frozen autoencoder (see `LatentDataset`)."""
+    from minildm.train import Trainer, build_dataset, load_config, seeded_build_model
+
+    overrides = [*_overrides("ldm", fast), f"model.params.first_stage={(out / 'autoencoder').as_posix()}",
+                 f"train.out_dir={(out / 'ldm').as_posix()}"]
+    config = load_config(CONFIGS["ldm"], overrides)
+    model = seeded_build_model(config)
+    latents = model.encode_dataset(build_dataset(config), num_items=num_latents)
+    return Trainer(model, latents, config).fit()
 
 
 @torch.no_grad()
@@ -100,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
     print("[3/4] stage 2: training the class-conditional latent diffusion model")
     tic = time.perf_counter()
-    trainer = _train("ldm", out, fast, [f"model.params.first_stage={(out / 'autoencoder').as_posix()}"])
+    trainer = _train_ldm(out, fast, num_latents=256 if fast else 24_000)
     ldm = trainer.model
     if trainer.ema is not None:
         trainer.ema.copy_to(ldm)  # sample with the EMA weights

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.utils.data import Dataset
 
 from minildm.conditioning import ClassConditioner
 from minildm.diffusion import NoiseSchedule, cfg_model, diffusion_loss, q_sample, sample as run_sampler
@@ -81,6 +82,23 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
+class LatentDataset(Dataset):
+    """Latents encoded once by a frozen first stage, with the items' other keys (e.g. "label").
+
+    Stage 1 is frozen during stage 2, so encoding every image once up front gives the same
+    training signal as encoding each batch on the fly, without paying the encoder at every step.
+    """
+
+    def __init__(self, latents: torch.Tensor, extras: dict[str, torch.Tensor]):
+        self.latents, self.extras = latents, extras
+
+    def __len__(self) -> int:
+        return self.latents.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"latent": self.latents[index], **{k: v[index] for k, v in self.extras.items()}}
+
+
 def build_conditioner(spec: Mapping[str, Any] | None) -> nn.Module | None:
     """{"type": "class", "num_classes": N, "embed_dim": D, "mode": "crossattn" | "adm"} -> conditioner."""
     if spec is None:
@@ -128,6 +146,11 @@ class LatentDiffusion(nn.Module):
         self.first_stage = load_first_stage(first_stage).eval().requires_grad_(False)
         self.conditioner = build_conditioner(conditioner)
         self.unet = UNetModel(**unet)
+        if isinstance(self.conditioner, ClassConditioner) and self.conditioner.mode == "adm" \
+                and unet.get("num_classes") != self.conditioner.num_classes + 1:
+            raise ValueError(f"class conditioning in 'adm' mode needs unet.num_classes = "
+                             f"{self.conditioner.num_classes + 1} (the classes + one null class for guidance), "
+                             f"got {unet.get('num_classes')}")
         schedule = {"name": "scaled_linear", "num_timesteps": 1000, "beta_start": 0.0015, "beta_end": 0.0195,
                     **(schedule or {})}
         self.schedule = NoiseSchedule.from_name(**schedule)
@@ -171,6 +194,21 @@ class LatentDiffusion(nn.Module):
         """Scaled latents -> images in [-1, 1] (clamped)."""
         return self.first_stage.decode_latent(z).clamp(-1, 1)
 
+    @torch.no_grad()
+    def encode_dataset(self, dataset: Dataset, num_items: int | None = None, batch_size: int = 256,
+                       keys: tuple[str, ...] = ("label",)) -> LatentDataset:
+        """Encode the first `num_items` images of `dataset` once (see `LatentDataset`)."""
+        from tqdm.auto import tqdm
+
+        n = len(dataset) if num_items is None else min(num_items, len(dataset))
+        latents, extras = [], {k: [] for k in keys}
+        for start in tqdm(range(0, n, batch_size), desc="encoding latents", leave=False):
+            items = [dataset[i] for i in range(start, min(start + batch_size, n))]
+            latents.append(self.encode(torch.stack([it["image"] for it in items])))
+            for k in keys:
+                extras[k].append(torch.as_tensor([it[k] for it in items]))
+        return LatentDataset(torch.cat(latents), {k: torch.cat(v) for k, v in extras.items()})
+
     # --- the network and its conditioning ---------------------------------------------------
     def condition(self, batch_value: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """The conditioner's UNet keyword arguments for a batch of conditions ({} when unconditional)."""
@@ -184,7 +222,7 @@ class LatentDiffusion(nn.Module):
 
     def training_step(self, batch: dict[str, torch.Tensor], group: str, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """One Monte-Carlo sample of Eq. 3 per image (the trainer contract)."""
-        z0 = self.encode(batch["image"])
+        z0 = batch["latent"] if "latent" in batch else self.encode(batch["image"])
         t = torch.randint(0, self.schedule.num_timesteps, (z0.shape[0],), device=z0.device)
         noise = torch.randn_like(z0)
         z_t = q_sample(z0, t, noise, self.schedule)

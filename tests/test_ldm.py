@@ -97,3 +97,18 @@ def test_sample_shapes_and_determinism():
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="conditioner type"):
         _ldm(conditioner={"type": "telepathy"})
+
+
+def test_cached_latents_give_the_same_loss_as_encoding_on_the_fly():
+    ldm = _ldm(cond_drop_prob=0.0)
+    images = torch.rand(6, 3, 16, 16) * 2 - 1
+    dataset = [{"image": images[i], "label": i % 4} for i in range(6)]
+    cached = ldm.encode_dataset(dataset, num_items=5, batch_size=2)
+    assert len(cached) == 5 and cached[3]["label"].item() == 3
+    assert torch.allclose(cached[1]["latent"], ldm.encode(images[1:2])[0], atol=1e-6)
+    batch = {"image": images[:5], "label": torch.arange(5) % 4}
+    torch.manual_seed(3)
+    on_the_fly, _ = ldm.training_step(batch, "model", 0)
+    torch.manual_seed(3)
+    from_cache, _ = ldm.training_step({"latent": cached.latents, "label": batch["label"]}, "model", 0)
+    assert torch.allclose(on_the_fly, from_cache, atol=1e-6)

@@ -18,7 +18,6 @@ Loading never unpickles arbitrary objects: `.ckpt` files go through
 from __future__ import annotations
 
 import json
-import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 
 from minildm.unet import UNetModel, load_unet_config
+from minildm.pretrained.weights import read_weights
 
 COMPVIS_PREFIX = "model.diffusion_model."
 COMPVIS_EMA_PREFIX = "model_ema.diffusion_model"
@@ -224,9 +224,9 @@ def load_unet(
             raise ValueError(f"{folder} has no diffusion_pytorch_model.safetensors (or .fp16.safetensors / .bin)")
         if config is None:
             config = unet_config_from_diffusers(json.loads((folder / "config.json").read_text()))
-        state_dict = convert_unet_state_dict(_read_weights(weights), "diffusers", ema)
+        state_dict = convert_unet_state_dict(read_weights(weights), "diffusers", ema)
     elif path.is_file():
-        raw = _read_weights(path)
+        raw = read_weights(path)
         source = "diffusers" if any(k.startswith("down_blocks.") for k in raw) else "compvis"
         state_dict = convert_unet_state_dict(raw, source, ema)
     else:
@@ -241,24 +241,3 @@ def load_unet(
         raise ValueError(f"the weights in {path} do not fit UNet config {config}; pass the matching config=. "
                          f"Details: {err}") from err  # fmt: skip
     return model.to(dtype or torch.float32).eval()
-
-
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors from .safetensors, or from a pickle via torch.load(weights_only=True) (never arbitrary objects)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    if path.suffix not in {".ckpt", ".pt", ".pth", ".bin"}:
-        raise ValueError(f"unknown weights file type {path.suffix!r}; accepted: .safetensors, .ckpt, .pt, .pth, .bin")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError) as err:
-        raise ValueError(f"{path} holds more than tensors, and minildm never unpickles arbitrary objects "
-                         "(torch.load(weights_only=True) refused it). Convert it to .safetensors with a tool you "
-                         f"trust, or use a .safetensors release. Details: {err}") from err  # fmt: skip
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]  # PyTorch Lightning checkpoints wrap the weights
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} does not contain a state dict (got {type(data).__name__})")
-    return {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}

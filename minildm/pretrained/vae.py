@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from minildm.autoencoder.kl import AutoencoderKL
+from minildm.pretrained.weights import read_weights
 
 SOURCES = ("compvis", "diffusers")
 SD_V1_SCALE_FACTOR = 0.18215
@@ -184,26 +185,6 @@ def diffusers_config(model: AutoencoderKL, resolution: int = 256) -> dict[str, A
     }
 
 
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A flat state dict from .safetensors (direct) or .ckpt/.pt/.pth (torch.load with weights_only=True)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    if path.suffix in (".ckpt", ".pt", ".pth", ".bin"):
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # pickle with arbitrary classes: refuse rather than execute it
-            raise ValueError(
-                f"{path} cannot be read with torch.load(weights_only=True) (it needs full unpickling, which minildm "
-                f"never does with downloaded files). Convert it to .safetensors in a trusted environment. Cause: {error}"
-            ) from error
-        if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-            data = data["state_dict"]
-        return {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
-    raise ValueError(f"unsupported weights file {path.name}; accepted: .safetensors, .ckpt, .pt, .pth, .bin")
-
-
 def _detect_source(state_dict: dict[str, torch.Tensor]) -> str:
     if any(".down_blocks." in k or ".up_blocks." in k for k in state_dict):
         return "diffusers"
@@ -236,13 +217,13 @@ def load_vae(path_or_folder: str | Path, config: dict[str, Any] | None = None) -
                                                  "diffusion_pytorch_model.bin") if (path / name).is_file()), None)
         if weights is None:
             raise FileNotFoundError(f"no model.safetensors / diffusion_pytorch_model.safetensors in {path}")
-        raw = _read_weights(weights)
+        raw = read_weights(weights)
         if "params" in file_config:  # a minildm folder
             params, state_dict = dict(file_config["params"]), raw
         else:
             params, state_dict = config_from_diffusers(file_config), convert_vae_state_dict(raw, "diffusers")
     elif path.is_file():
-        raw = _read_weights(path)
+        raw = read_weights(path)
         source = _detect_source(raw)
         state_dict = convert_vae_state_dict(raw, source)
         params = config_from_state_dict(state_dict)

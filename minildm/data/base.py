@@ -17,6 +17,8 @@ from torch.utils.data import Dataset
 from minildm.data.transforms import resize_image
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+# a number per split, mixed into per-item random seeds so that no two splits ever draw the same item
+SPLIT_CODES: dict[str, int] = {name: code for code, name in enumerate(SPLITS)}
 
 
 def check_split(split: str) -> str:

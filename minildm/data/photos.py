@@ -19,14 +19,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from minildm.data.base import check_size, check_split
+from minildm.data.base import SPLIT_CODES, check_size, check_split
 from minildm.data.transforms import resize_image
 
 PHOTOS: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
                            "immunohistochemistry", "motorcycle")
 DEFAULT_LENGTHS: dict[str, int] = {"train": 10_000, "val": 1_000, "test": 1_000}
 GRID = 3  # regions per side
-_SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 _REGION_SEED = 1234  # fixes which region of each photo is val / test; never changes with `seed`
 
 
@@ -50,7 +49,7 @@ def _photo_tensors() -> tuple[torch.Tensor, ...]:
 def split_regions(num_photos: int) -> dict[str, list[list[int]]]:
     """For each split, the grid cells (0..GRID*GRID-1) of each photo it may crop from."""
     rng = np.random.default_rng(_REGION_SEED)
-    regions: dict[str, list[list[int]]] = {split: [] for split in _SPLIT_CODES}
+    regions: dict[str, list[list[int]]] = {split: [] for split in SPLIT_CODES}
     for _ in range(num_photos):
         order = rng.permutation(GRID * GRID).tolist()
         regions["test"].append(order[:1])
@@ -96,7 +95,7 @@ class PhotosDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a photos split of length {self.length}")
-        rng = np.random.default_rng((self.seed, _SPLIT_CODES[self.split], int(index)))
+        rng = np.random.default_rng((self.seed, SPLIT_CODES[self.split], int(index)))
         label = int(rng.random() * len(self.photos))
         photo = self.photos[label]
         cells = self.regions[label]

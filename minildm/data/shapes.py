@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from minildm.data.base import check_size, check_split
+from minildm.data.base import SPLIT_CODES, check_size, check_split
 
 COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.86, 0.12, 0.12),
@@ -60,7 +60,6 @@ MAX_OBJECTS = 4
 LARGE_RADIUS = (0.20, 0.27)
 SMALL_RADIUS = (0.09, 0.13)
 MARGIN = 0.02  # gap kept between an object and the image border / its layout cell
-_SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 
 def shape_class_names(kinds: Sequence[str] = DEFAULT_KINDS) -> list[str]:
@@ -167,7 +166,7 @@ class ShapesDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a shapes split of length {self.length}")
-        rng = np.random.default_rng((self.seed, _SPLIT_CODES[self.split], int(index)))
+        rng = np.random.default_rng((self.seed, SPLIT_CODES[self.split], int(index)))
         objects = self._layout(rng)
         image = self._background(rng)  # (S, S, 3) in [0, 1]; transposed to (3, S, S) at the end
         segmentation = np.zeros((self.size, self.size), dtype=np.int64)

@@ -18,17 +18,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-_SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+from minildm.data.base import SPLIT_CODES
 
 
 class ToyRegressionDataset(Dataset):
     """`length` items {"x": (size,), "y": (1,)} with y = <w, x> + noise_std * noise; w fixed by `seed`."""
 
     def __init__(self, split: str = "train", size: int = 8, length: int = 256, seed: int = 0, noise_std: float = 0.05):
-        if split not in _SPLIT_CODES:
-            raise ValueError(f"split must be one of {', '.join(_SPLIT_CODES)}, got {split!r}")
+        if split not in SPLIT_CODES:
+            raise ValueError(f"split must be one of {', '.join(SPLIT_CODES)}, got {split!r}")
         weights = torch.randn(size, generator=torch.Generator().manual_seed(seed))
-        generator = torch.Generator().manual_seed(seed * 10 + 1 + _SPLIT_CODES[split])
+        generator = torch.Generator().manual_seed(seed * 10 + 1 + SPLIT_CODES[split])
         self.x = torch.randn(length, size, generator=generator)  # (N, size)
         self.y = (self.x @ weights + noise_std * torch.randn(length, generator=generator))[:, None]  # (N, 1)
 

@@ -91,3 +91,27 @@ def export_checkpoint(run_dir: str | Path, name: str, metrics: Mapping[str, floa
             "metrics": dict(metrics), "command": command, "dropped_prefixes": list(drop_prefixes)}
     (out / MANIFEST).write_text(json.dumps(info, indent=2) + "\n")
     return out
+
+
+SHIP_WITHOUT = {"autoencoder_kl": ("loss.",), "vq_model": ("loss.",), "latent_diffusion": ("first_stage.",)}
+
+
+def export_run(run_dir: str | Path, name: str, command: str) -> Path:
+    """Evaluate a finished run on held-out data (minildm.pretrained.evaluate) and ship it as course checkpoint `name`.
+
+    Training-only parts are not shipped: the autoencoders' loss modules (discriminator, LPIPS, log-variance)
+    and an LDM's first stage when it is itself a course checkpoint (it is rebuilt by name on load).
+    """
+    from minildm.pretrained.evaluate import evaluate
+    from minildm.train import load_model
+    from minildm.train.checkpoint import find_checkpoint, read_state
+
+    folder = find_checkpoint(run_dir)
+    config = read_state(folder)["config"]
+    target = config["model"]["target"]
+    drop = SHIP_WITHOUT.get(target, ())
+    if target == "latent_diffusion" and config["model"]["params"].get("first_stage") not in available():
+        raise ValueError(f"an LDM ships only on a course first stage (one of {', '.join(available()) or '(none)'}), "
+                         f"got first_stage={config['model']['params'].get('first_stage')!r}")
+    metrics = evaluate(load_model(folder, ema=True), config)
+    return export_checkpoint(folder, name, metrics, command, drop_prefixes=drop)

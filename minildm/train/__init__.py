@@ -34,6 +34,11 @@ def train_from_config(config: str | Path | Mapping[str, Any], overrides: Iterabl
         full["train"]["out_dir"] = str(out_dir)
     model = seeded_build_model(full)
     dataset = build_dataset(full)
+    if full["data"]["cache_latents"]:  # stage 2: encode the images once with the frozen first stage
+        if not hasattr(model, "encode_dataset"):
+            raise ConfigError(f"data.cache_latents needs a model with a first stage (latent_diffusion), "
+                              f"not {full['model']['target']!r}")
+        dataset = model.encode_dataset(dataset, num_items=full["data"]["cache_latents"])
     return Trainer(model, dataset, full, progress=progress).fit(resume=resume)
 
 

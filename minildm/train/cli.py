@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from <out_dir>/checkpoints/last if present")
     parser.add_argument("--out", default=None, metavar="DIR", help="output folder (default: train.out_dir)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--export", default=None, metavar="NAME",
+                        help="after training, evaluate on held-out data and ship the run as course checkpoint NAME "
+                             "(minildm/pretrained/checkpoints/NAME, fp16 + manifest)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,4 +34,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if trainer.rank == 0:
         print(f"trained {trainer.step} steps; checkpoint: {trainer.checkpoint_dir}")
+        if args.export:
+            from minildm.pretrained import export_run
+
+            command = " ".join(["minildm train", args.config, *args.overrides, "--export", args.export])
+            folder = export_run(trainer.checkpoint_dir, args.export, command)
+            print(f"exported course checkpoint {args.export!r} to {folder}")
     return 0

@@ -22,7 +22,7 @@ import yaml
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
-SECTIONS = {"model": ("target", "params"), "data": ("name", "size", "split", "options"), "train": ()}
+SECTIONS = {"model": ("target", "params"), "data": ("name", "size", "split", "options", "cache_latents"), "train": ()}
 
 
 class ConfigError(ValueError):
@@ -247,12 +247,15 @@ def _check_sections(config: Mapping[str, Any]) -> None:
 def _check_data(data: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults of the data section and check its types (options are checked by the dataset)."""
     data = {"name": data.get("name"), "size": data.get("size", 32), "split": data.get("split", "train"),
-            "options": dict(data.get("options") or {})}
+            "options": dict(data.get("options") or {}), "cache_latents": data.get("cache_latents", 0)}
     if not isinstance(data["name"], str) or not data["name"]:
         raise ConfigError(f"data.name must be a dataset name such as shapes (or package.module:Class), "
                           f"got {data['name']!r}")
     if isinstance(data["size"], bool) or not isinstance(data["size"], int):
         raise ConfigError(f"data.size must be an integer, got {data['size']!r}")
+    if isinstance(data["cache_latents"], bool) or not isinstance(data["cache_latents"], int) or data["cache_latents"] < 0:
+        raise ConfigError(f"data.cache_latents must be 0 (encode every batch) or the number of images to encode once "
+                          f"with the frozen first stage, got {data['cache_latents']!r}")
     if not isinstance(data["split"], str):
         raise ConfigError(f"data.split must be a string such as train, got {data['split']!r}")
     if ":" not in data["name"]:

@@ -131,3 +131,17 @@ def test_shipped_autoencoders_meet_their_bars_on_held_out_images(name):
     assert metrics[metric] == pytest.approx(info["metrics"][metric], abs=0.6)  # 128 of the manifest's 512 images
     if name == "shapes-vq-f4":
         assert info["metrics"]["codebook_usage"] >= 0.5
+
+
+@pytest.mark.parametrize("name,judge,bar", [("shapes-ldm", "judge-shapes", 0.9), ("digits-ldm", "judge-digits", 0.9)])
+def test_shipped_ldms_draw_the_asked_class(name, judge, bar):
+    if name not in SHIPPED:
+        pytest.skip(f"{name} is not shipped")
+    from minildm.data import dataset_info
+    from minildm.pretrained.evaluate import evaluate_ldm
+
+    info = pretrained.manifest(name)
+    real, _ = held_out_images(info["config"]["data"], 64)
+    num_classes = dataset_info(info["config"]["data"]["name"])["num_classes"]
+    metrics = evaluate_ldm(pretrained.load(name), pretrained.load(judge), real, num_classes, per_class=3, seed=1)
+    assert metrics["judge_accuracy"] >= bar and info["metrics"]["judge_accuracy"] >= bar

@@ -1,36 +1,87 @@
-"""Pixels vs latents: the cost side of the paper's central claim (LDM Sec. 3, Fig. 6), measured here.
+"""Pixels vs latents: the paper's central claim (LDM Sec. 3, Sec. 4.1, Fig. 6), measured here.
 
-The same UNet family (the demo's class-conditional cross-attention UNet) is trained on
-3x32x32 shapes images (pixel-space DDPM = LatentDiffusion with an identity first stage) and
-on the 3x8x8 latents of a KL-f4 autoencoder (LDM-4). Reported: training images/s (latents
-cached, as in `minildm demo`, and encoded on the fly), and sampling seconds per image
-(DPM-Solver++(2M), 20 steps, classifier-free guidance, decoding included).
+The same UNet (the demo's class-conditional cross-attention UNet, same initial weights) runs as a
+pixel-space DDPM on 3x32x32 single-object shapes (LatentDiffusion with an identity first stage) and
+as an LDM-f4 on the 3x8x8 latents of a KL-f4 autoencoder (`--first-stage`, default the course's
+"shapes-kl-f4").
 
-    python benchmarks/pixels_vs_latents.py [--steps 10] [--batch 64] [--threads N] [--json]
+Throughput (always): training images/s (latents cached, as `minildm demo` does, and encoded on the
+fly) and sampling seconds per image (DPM-Solver++(2M), 20 steps, classifier-free guidance 3,
+decoding included), on random images: speed does not depend on what the pixels show.
+
+Equal wall clock (`--wall-clock SECONDS`): both models train, one after the other in the same
+process (same threads), for the SAME wall-clock budget on the same pre-rendered training images;
+the LDM's budget also pays for encoding its latents once. Then each draws >= 180 samples balanced
+over the 18 classes (DPM-Solver++(2M), 20 steps, CFG 3, EMA weights) and the judge classifier
+("judge-shapes") reports judge accuracy (samples labelled as the asked class) and the Frechet
+distance between judge features of samples and of held-out real images.
+
+On a machine shared with other jobs, `--clock cpu` counts every second (budgets and rates) in this
+process's CPU seconds instead of wall-clock seconds (run with one thread: a CPU second is then a
+second of one dedicated core), so both models get the same compute whatever the other jobs do.
+
+    python benchmarks/pixels_vs_latents.py [--steps 10] [--batch 64] [--threads N] [--json FILE]
+    OMP_NUM_THREADS=1 python benchmarks/pixels_vs_latents.py --steps 5 --wall-clock 300 --clock cpu --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import math
+import platform
+import sys
 import time
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from minildm.ldm import LatentDiffusion
-from minildm.train import load_config
+from minildm.metrics import frechet_distance, judge_accuracy
+from minildm.train import EMA, load_config
+from minildm.train.optim import learning_rate
+
+UNET_FAMILY = "demo/shapes-ldm"
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+"""Clocks: wall-clock seconds, or this process's CPU seconds (= wall clock on a dedicated core with one
+thread; the fair measure on a machine shared with other jobs)."""
 
 
-def _models() -> dict[str, LatentDiffusion]:
-    ldm_params = load_config("demo/shapes-ldm", ["model.params.first_stage=null"])["model"]["params"]
-    ae = load_config("demo/shapes-ae")["model"]
-    torch.manual_seed(0)
-    pixel = LatentDiffusion(**{**ldm_params, "first_stage": None})
-    latent = LatentDiffusion(**{**ldm_params, "first_stage": {"target": ae["target"], "params": ae["params"]}})
-    return {"pixel DDPM (3x32x32)": pixel, "LDM-f4 (3x8x8 latents)": latent}
+def build_models(first_stage: str | dict[str, Any], params: dict[str, Any] | None = None,
+                 seed: int = 0) -> dict[str, LatentDiffusion]:
+    """{"pixel DDPM": identity first stage, "LDM-f<f>": `first_stage`}: the same UNet with the same initial weights.
+
+    params: LatentDiffusion keyword arguments without `first_stage` (default: the demo LDM's,
+    `minildm/configs/demo/shapes-ldm.yaml`); both first stages must give 3-channel inputs.
+    """
+    if params is None:
+        params = load_config(UNET_FAMILY, ["model.params.first_stage=null"])["model"]["params"]
+    torch.manual_seed(seed)
+    pixel = LatentDiffusion(**{**params, "first_stage": None})
+    latent = LatentDiffusion(**{**params, "first_stage": first_stage})
+    latent.unet.load_state_dict(pixel.unet.state_dict())  # the same starting point for both
+    if pixel.conditioner is not None:
+        latent.conditioner.load_state_dict(pixel.conditioner.state_dict())
+    return {"pixel DDPM": pixel, f"LDM-f{latent.first_stage.downsampling_factor}": latent}
 
 
-def _train_rate(model: LatentDiffusion, batch: dict, steps: int) -> float:
+def _shape_name(model: LatentDiffusion) -> str:
+    return "x".join(str(d) for d in model.latent_shape)
+
+
+# --- throughput -------------------------------------------------------------------------------
+def _clock(name: str) -> Callable[[], float]:
+    if name not in CLOCKS:
+        raise ValueError(f"unknown clock {name!r}; valid clocks: {', '.join(CLOCKS)}")
+    return CLOCKS[name]
+
+
+def train_rate(model: LatentDiffusion, batch: dict[str, torch.Tensor], steps: int, clock: str = "wall") -> float:
+    """Training images per `clock` second over `steps` optimizer steps on one fixed batch (after a warm-up step)."""
+    read = _clock(clock)
     opt = torch.optim.AdamW(model.optimizer_groups()["model"], lr=1e-4)
 
     def step() -> None:
@@ -39,55 +90,234 @@ def _train_rate(model: LatentDiffusion, batch: dict, steps: int) -> float:
         loss.backward()
         opt.step()
 
+    model.train()
     step()  # warm-up
-    start = time.perf_counter()
+    start = read()
     for _ in range(steps):
         step()
-    return steps * batch[next(iter(batch))].shape[0] / (time.perf_counter() - start)
+    return steps * batch[next(iter(batch))].shape[0] / (read() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10, help="timed training steps per model")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--samples", type=int, default=18, help="images sampled for the sampling time")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    images = torch.rand(args.batch, 3, 32, 32) * 2 - 1
-    labels = torch.arange(args.batch) % 18
+def throughput(models: dict[str, LatentDiffusion], batch_size: int = 64, steps: int = 10,
+               samples: int = 18, clock: str = "wall") -> dict[str, Any]:
+    """Train images/s (cached latents and on the fly) and sampling s/image of each model, and the LDM's speed-up.
+
+    models: {"pixel ...": model, "LDM ...": model} as `build_models` returns (pixels first);
+    seconds are read on `clock` (see CLOCKS).
+    """
+    read = _clock(clock)
     rows = []
-    for name, model in _models().items():
-        model.train()
-        row = {"model": name, "latent_shape": list(model.latent_shape)}
-        row["train_img_per_s_on_the_fly"] = _train_rate(model, {"image": images, "label": labels}, args.steps)
-        if not name.startswith("pixel"):
-            latents = model.encode(images)
-            row["train_img_per_s_cached"] = _train_rate(model, {"latent": latents, "label": labels}, args.steps)
+    for name, model in models.items():
+        size, num_classes = model.image_size, model.conditioner.num_classes
+        images = torch.rand(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        labels = torch.arange(batch_size) % num_classes
+        row = {"model": f"{name} ({_shape_name(model)})", "latent_shape": list(model.latent_shape)}
+        row["train_img_per_s_on_the_fly"] = train_rate(model, {"image": images, "label": labels}, steps, clock)
+        if model.first_stage.downsampling_factor == 1:
+            row["train_img_per_s_cached"] = row["train_img_per_s_on_the_fly"]  # nothing to cache
         else:
-            row["train_img_per_s_cached"] = row["train_img_per_s_on_the_fly"]
+            latents = model.encode(images)
+            row["train_img_per_s_cached"] = train_rate(model, {"latent": latents, "label": labels}, steps, clock)
         model.eval()
-        start = time.perf_counter()
-        model.sample(labels=torch.arange(args.samples) % 18, steps=20, guidance_scale=3.0, progress=False,
-                     generator=torch.Generator().manual_seed(0))
-        row["sample_s_per_image"] = (time.perf_counter() - start) / args.samples
+        start = read()
+        model.sample(labels=torch.arange(samples) % num_classes, sampler="dpmpp_2m", steps=20, guidance_scale=3.0,
+                     progress=False, generator=torch.Generator().manual_seed(0))
+        row["sample_s_per_image"] = (read() - start) / samples
         rows.append(row)
     pixel, latent = rows
     speedup = {k: latent[k] / pixel[k] for k in ("train_img_per_s_cached", "train_img_per_s_on_the_fly")}
     speedup["sampling"] = pixel["sample_s_per_image"] / latent["sample_s_per_image"]
+    return {"clock": clock, "batch_size": batch_size, "timed_steps": steps, "rows": rows, "latent_speedup": speedup}
+
+
+# --- equal wall clock ---------------------------------------------------------------------------
+def train_for(model: LatentDiffusion, data: dict[str, torch.Tensor], seconds: float, start: float | None = None,
+              batch_size: int = 64, lr: float = 1e-3, warmup_steps: int = 20, ema_decay: float = 0.999,
+              grad_clip: float = 1.0, seed: int = 0, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+    """Train on random batches of `data` until `seconds` have passed since `start` (default: now).
+
+    data: tensors with the same first dimension, e.g. {"image": (N, 3, H, W), "label": (N,)} or
+    {"latent": ..., "label": ...}. AdamW with linear warm-up then a constant rate (the budget, not a
+    step count, ends training, so there is no cosine decay), gradient clipping and an EMA of the
+    weights, which are copied into the model at the end (as the course's trainer samples with them).
+    A step starts only if, taking as long as the previous one, it ends within the budget (the first
+    step always runs). Returns {"steps", "images", "seconds"}.
+    """
+    start = clock() if start is None else start
+    torch.manual_seed(seed)  # the diffusion times and noise of training_step
+    generator = torch.Generator().manual_seed(seed)
+    params = model.optimizer_groups()["model"]
+    opt = torch.optim.AdamW(params, lr=lr)
+    ema = EMA(model, ema_decay)
+    num_items = next(iter(data.values())).shape[0]
+    model.train()
+    step, last_step_seconds = 0, 0.0
+    while clock() - start + last_step_seconds <= seconds:  # only start a step expected to end within budget
+        step_start = clock()
+        index = torch.randint(0, num_items, (batch_size,), generator=generator)
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(lr, step, 0, warmup_steps, "constant")
+        loss, _ = model.training_step({k: v[index] for k, v in data.items()}, "model", step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+        ema.update(model)
+        step += 1
+        last_step_seconds = clock() - step_start
+    ema.copy_to(model)
+    model.eval()
+    return {"steps": step, "images": step * batch_size, "seconds": clock() - start}
+
+
+@torch.no_grad()
+def encode_in_batches(model: LatentDiffusion, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Scaled latents of (N, C, H, W) images, encoded once by the frozen first stage."""
+    return torch.cat([model.encode(chunk) for chunk in images.split(batch_size)])
+
+
+@torch.no_grad()
+def sample_and_judge(model: LatentDiffusion, judge: nn.Module, labels: torch.Tensor, real_features: torch.Tensor,
+                     steps: int = 20, guidance_scale: float = 3.0, seed: int = 0,
+                     batch_size: int = 36) -> dict[str, float]:
+    """Sample `labels` (DPM-Solver++(2M), CFG), then judge accuracy, judge-feature Frechet distance, s/image."""
+    generator = torch.Generator().manual_seed(seed)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    images = torch.cat([model.sample(labels=chunk, sampler="dpmpp_2m", steps=steps, guidance_scale=guidance_scale,
+                                     generator=generator, progress=False) for chunk in labels.split(batch_size)])
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    features = torch.cat([judge.features(chunk) for chunk in images.split(256)])
+    return {"judge_accuracy": judge_accuracy(judge, images, labels),
+            "frechet_distance": frechet_distance(features, real_features),
+            "sample_s_per_image": seconds / labels.numel(), "sample_cpu_s_per_image": cpu_seconds / labels.numel()}
+
+
+@torch.no_grad()
+def shapes_images(split: str, num_images: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `num_images` single-object shapes of `split`: images (N, 3, size, size) and labels (N,)."""
+    from minildm.data import get_dataset
+
+    dataset = get_dataset("shapes", split=split, size=size, num_objects=1)
+    items = [dataset[i] for i in range(min(num_images, len(dataset)))]
+    return torch.stack([it["image"] for it in items]), torch.tensor([it["label"] for it in items])
+
+
+def equal_wall_clock(models: dict[str, LatentDiffusion], judge: nn.Module, seconds: float,
+                     train: tuple[torch.Tensor, torch.Tensor], real: torch.Tensor, min_samples: int = 180,
+                     batch_size: int = 64, sample_steps: int = 20, guidance_scale: float = 3.0,
+                     seed: int = 0, clock: str = "wall") -> list[dict[str, Any]]:
+    """Train each model for `seconds` on `clock` (latent encoding included), then sample and judge it."""
+    read = _clock(clock)
+    images, labels = train
+    num_classes = judge.num_classes
+    sample_labels = torch.arange(num_classes).repeat_interleave(math.ceil(min_samples / num_classes))
+    real_features = torch.cat([judge.features(chunk) for chunk in real.split(256)]).detach()
+    rows = []
+    for name, model in models.items():
+        start, wall_start = read(), time.perf_counter()
+        if model.first_stage.downsampling_factor == 1:
+            data, encode_seconds = {"image": images, "label": labels}, 0.0
+        else:
+            data = {"latent": encode_in_batches(model, images), "label": labels}
+            encode_seconds = read() - start
+        trained = train_for(model, data, seconds, start=start, batch_size=batch_size, seed=seed, clock=read)
+        rows.append({"model": f"{name} ({_shape_name(model)})", "clock": clock, "budget_s": seconds,
+                     "train_seconds": trained["seconds"], "encode_seconds": encode_seconds,
+                     "wall_seconds": time.perf_counter() - wall_start,
+                     "steps": trained["steps"], "images_seen": trained["images"],
+                     "train_img_per_s": trained["images"] / max(trained["seconds"] - encode_seconds, 1e-9),
+                     "num_samples": sample_labels.numel(),
+                     **sample_and_judge(model, judge, sample_labels, real_features, sample_steps, guidance_scale,
+                                        seed)})
+        print(format_wall_clock([rows[-1]]).splitlines()[-1], flush=True)
+    return rows
+
+
+def load_judge(spec: str) -> nn.Module:
+    """The judge classifier from a training run folder or a course checkpoint name ("judge-shapes")."""
+    from minildm import pretrained
+    from minildm.train import load_model
+
+    return load_model(spec) if Path(spec).exists() else pretrained.load(spec)
+
+
+# --- output ----------------------------------------------------------------------------------
+def format_throughput(result: dict[str, Any]) -> str:
+    """Markdown table of `throughput`'s result."""
+    s, unit = result["latent_speedup"], "s" if result["clock"] == "wall" else "CPU s"
+    lines = [f"| model | train img/{unit} (latents cached) | train img/{unit} (encoding on the fly) "
+             f"| sampling {unit}/image |", "|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['train_img_per_s_cached']:.1f} | {r['train_img_per_s_on_the_fly']:.1f} "
+              f"| {r['sample_s_per_image']:.3f} |" for r in result["rows"]]
+    lines.append(f"| latents / pixels | {s['train_img_per_s_cached']:.1f}x | {s['train_img_per_s_on_the_fly']:.1f}x "
+                 f"| {s['sampling']:.1f}x faster |")
+    return "\n".join(lines)
+
+
+def format_wall_clock(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of `equal_wall_clock`'s rows."""
+    lines = ["| model | budget used (of which encoding) | steps (images seen) | train img/s | judge accuracy "
+             "| Frechet distance (judge features) | sampling s/image (CPU s/image) |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['train_seconds']:.0f} {r['clock']} s ({r['encode_seconds']:.0f} s) | {r['steps']} "
+              f"({r['images_seen']}) | {r['train_img_per_s']:.1f} | {100 * r['judge_accuracy']:.1f}% "
+              f"| {r['frechet_distance']:.3f} | {r['sample_s_per_image']:.3f} ({r['sample_cpu_s_per_image']:.3f}) |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps per model (throughput)")
+    parser.add_argument("--batch", type=int, default=64, help="training batch size")
+    parser.add_argument("--samples", type=int, default=18, help="images sampled for the throughput sampling time")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--first-stage", default="shapes-kl-f4",
+                        help="the LDM's autoencoder: course checkpoint name or run folder (default shapes-kl-f4)")
+    parser.add_argument("--wall-clock", type=float, default=None, metavar="SECONDS",
+                        help="also train both models for this many seconds each, then sample and judge them")
+    parser.add_argument("--clock", default="wall", choices=list(CLOCKS),
+                        help="what all seconds count: wall clock, or this process's CPU seconds (use on a machine "
+                        "shared with other jobs, with one thread)")
+    parser.add_argument("--judge", default="judge-shapes", help="judge: course checkpoint name or run folder")
+    parser.add_argument("--train-images", type=int, default=20_000, help="pre-rendered training images")
+    parser.add_argument("--min-samples", type=int, default=180, help="samples judged per model, balanced over classes")
+    parser.add_argument("--num-real", type=int, default=1000, help="held-out (val) real images for the distance")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = " ".join(["python benchmarks/pixels_vs_latents.py", *(sys.argv[1:] if argv is None else argv)])
+    result: dict[str, Any] = {"meta": {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(), "command": command,
+        "unet_family": UNET_FAMILY, "first_stage": args.first_stage}}
+
+    print(f"torch threads: {torch.get_num_threads()}, batch {args.batch}, {args.clock} seconds")
+    result["throughput"] = throughput(build_models(args.first_stage), args.batch, args.steps, args.samples,
+                                      args.clock)
+    print(format_throughput(result["throughput"]), flush=True)
+
+    if args.wall_clock:
+        judge = load_judge(args.judge)
+        train = shapes_images("train", args.train_images)
+        real, real_labels = shapes_images("val", args.num_real)
+        result["wall_clock"] = {
+            "budget_s_each": args.wall_clock, "clock": args.clock, "judge": args.judge, "batch_size": args.batch,
+            "train_images": train[0].shape[0], "num_real": real.shape[0],
+            "judge_accuracy_on_real": judge_accuracy(judge, real, real_labels),
+            "optimizer": "AdamW lr 1e-3, 20 warm-up steps then constant, grad clip 1, EMA 0.999 (sampled with EMA)",
+            "sampling": "dpmpp_2m, 20 steps, CFG 3"}
+        print(f"\nequal budget: {args.wall_clock:.0f} {args.clock} s each; judge {args.judge} "
+              f"({100 * result['wall_clock']['judge_accuracy_on_real']:.1f}% on real val images)")
+        print(format_wall_clock([]))
+        result["wall_clock"]["rows"] = equal_wall_clock(build_models(args.first_stage), judge, args.wall_clock,
+                                                        train, real, args.min_samples, args.batch, clock=args.clock)
+        print()
+        print(format_wall_clock(result["wall_clock"]["rows"]))
     if args.json:
-        print(json.dumps({"rows": rows, "latent_speedup": speedup, "threads": torch.get_num_threads()}, indent=2))
-        return
-    print(f"torch threads: {torch.get_num_threads()}, batch {args.batch}")
-    print("| model | train img/s (latents cached) | train img/s (encoding on the fly) | sampling s/image |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['train_img_per_s_cached']:.1f} | {r['train_img_per_s_on_the_fly']:.1f} "
-              f"| {r['sample_s_per_image']:.3f} |")
-    print(f"| LDM-f4 / pixels | {speedup['train_img_per_s_cached']:.1f}x | {speedup['train_img_per_s_on_the_fly']:.1f}x "
-          f"| {speedup['sampling']:.1f}x faster |")
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

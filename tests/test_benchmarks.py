@@ -1,0 +1,208 @@
+"""Smoke tests of benchmarks/samplers.py and benchmarks/pixels_vs_latents.py on tiny models (seconds, CPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from minildm.diffusion import model_calls
+from minildm.ldm import LatentDiffusion
+from minildm.metrics import JudgeClassifier
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+samplers = _load("samplers")
+pixels_vs_latents = _load("pixels_vs_latents")
+
+NUM_CLASSES = 3
+TINY_PARAMS = dict(
+    unet=dict(in_channels=3, out_channels=3, model_channels=8, channel_mult=[1, 2], num_res_blocks=1,
+              attention_resolutions=[2], num_head_channels=8, context_dim=8, norm_num_groups=4),
+    conditioner={"type": "class", "num_classes": NUM_CLASSES, "embed_dim": 8}, image_size=16)
+TINY_KL_F4 = {"target": "autoencoder_kl", "params": {"autoencoder": dict(
+    ch=8, ch_mult=[1, 2, 2], num_res_blocks=1, resolution=16, z_channels=3, embed_dim=3, num_groups=4),
+    "loss": {"perceptual_weight": 0.0, "disc_weight": 0.0}}}
+
+
+def _tiny_ldm(first_stage=None) -> LatentDiffusion:
+    torch.manual_seed(0)
+    return LatentDiffusion(**TINY_PARAMS, first_stage=first_stage).eval()
+
+
+def _tiny_judge() -> JudgeClassifier:
+    torch.manual_seed(0)
+    return JudgeClassifier(in_channels=3, num_classes=NUM_CLASSES, width=8).eval()
+
+
+# --- samplers.py ---------------------------------------------------------------------------------
+def test_parse_run_accepts_sampler_colon_steps_and_rejects_the_rest():
+    assert samplers.parse_run("ddim:20") == ("ddim", 20)
+    assert samplers.parse_run("dpmpp_2m:10") == ("dpmpp_2m", 10)
+    for bad in ("ddim", "ddim:0", "ddim:x", "fast:10", "ddim:-3"):
+        with pytest.raises(ValueError, match="SAMPLER:STEPS"):
+            samplers.parse_run(bad)
+
+
+def test_default_checkpoint_runs_are_the_requested_set():
+    runs = sorted(samplers.parse_run(r) for r in samplers.CHECKPOINT_RUNS)
+    assert runs == sorted([("ddpm", 1000), ("ddim", 10), ("ddim", 20), ("ddim", 50), ("plms", 20),
+                           ("dpmpp_2m", 10), ("dpmpp_2m", 20), ("euler", 20), ("heun", 10)])
+
+
+def test_toy_counts_nfe_and_converges_to_the_true_gaussian():
+    runs = [("ddim", 5), ("ddim", 50), ("heun", 10), ("plms", 10), ("dpmpp_2m", 50)]
+    rows = samplers.run_toy(runs, num_samples=4000, karras=True)
+    assert [(r["sampler"], r["steps"]) for r in rows] == runs
+    for r in rows:
+        assert r["nfe"] == model_calls(r["sampler"], r["steps"])
+    errors = {(r["sampler"], r["steps"]): r["w2_error"] for r in rows}
+    assert errors[("ddim", 50)] < errors[("ddim", 5)] / 2
+    assert errors[("dpmpp_2m", 50)] < 0.02  # exact denoiser + 2nd-order solver: close to N(0.5, 0.5^2)
+
+
+def test_balanced_labels_cover_every_class_equally():
+    labels = samplers.balanced_labels(18, 180)
+    assert labels.numel() == 180 and torch.equal(torch.bincount(labels), torch.full((18,), 10))
+    labels = samplers.balanced_labels(10, 185)
+    assert labels.numel() == 190 and torch.equal(torch.bincount(labels), torch.full((10,), 19))
+
+
+def test_cfg_call_counts_as_one_nfe_and_runs_share_their_start():
+    ldm, judge = _tiny_ldm(), _tiny_judge()
+    unet_batches = []
+    ldm.unet.register_forward_hook(lambda module, args, out: unet_batches.append(args[0].shape[0]))
+    labels = samplers.balanced_labels(NUM_CLASSES, 6)
+    noise = torch.randn(labels.numel(), *ldm.latent_shape, generator=torch.Generator().manual_seed(0))
+    images, nfe = samplers.sample_counted(ldm, labels, noise, "plms", 4, guidance_scale=3.0, seed=1, batch_size=4)
+    assert images.shape == (6, 3, 16, 16) and images.abs().max() <= 1
+    assert nfe == model_calls("plms", 4) == 5
+    assert unet_batches == [8] * 5 + [4] * 5  # cond + uncond in one doubled batch per call, 2 batches of 4 + 2
+    again, _ = samplers.sample_counted(ldm, labels, noise, "plms", 4, guidance_scale=3.0, seed=1, batch_size=6)
+    assert torch.allclose(images, again, atol=1e-5)  # same noise -> same samples, whatever the batching
+
+
+def test_run_checkpoint_rows_hold_judge_scores():
+    ldm, judge = _tiny_ldm(), _tiny_judge()
+    real = torch.rand(40, 3, 16, 16) * 2 - 1
+    seen = []
+    rows = samplers.run_checkpoint(ldm, judge, real, [("ddim", 3), ("ddpm", 4), ("heun", 2)], min_samples=12,
+                                   on_row=seen.append)
+    assert seen == rows and [r["nfe"] for r in rows] == [3, 4, 3]
+    for r in rows:
+        assert set(r) == {"sampler", "steps", "nfe", "judge_accuracy", "frechet_distance", "seconds", "cpu_seconds"}
+        assert 0.0 <= r["judge_accuracy"] <= 1.0
+        assert math.isfinite(r["frechet_distance"]) and r["frechet_distance"] >= 0
+    assert "judge accuracy" in samplers.format_table(rows).splitlines()[0]
+
+
+def test_judge_scores_of_real_images_against_themselves():
+    judge = _tiny_judge()
+    images = torch.rand(64, 3, 16, 16) * 2 - 1
+    labels = judge.predict(images)
+    scores = samplers.judge_scores(judge, images, labels, samplers.judge_features(judge, images))
+    assert scores["judge_accuracy"] == 1.0
+    assert abs(scores["frechet_distance"]) < 1e-6
+
+
+def test_unknown_checkpoint_is_refused_with_the_available_names():
+    with pytest.raises(ValueError, match="neither an existing training run folder nor a course checkpoint"):
+        samplers.load_course_model("no-such-model")
+
+
+def test_toy_command_line_writes_meta_and_rows(tmp_path):
+    out = tmp_path / "toy.json"
+    samplers.main(["--toy", "--runs", "ddim:4", "euler:4", "--num-samples", "500", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["meta"]["problem"] == "toy" and result["meta"]["threads"] >= 1
+    assert [(r["sampler"], r["nfe"]) for r in result["rows"]] == [("ddim", 4), ("euler", 4)]
+
+
+# --- pixels_vs_latents.py --------------------------------------------------------------------------
+def _tiny_pair() -> dict[str, LatentDiffusion]:
+    return pixels_vs_latents.build_models(TINY_KL_F4, params=TINY_PARAMS)
+
+
+def test_build_models_gives_the_same_unet_on_pixels_and_latents():
+    models = _tiny_pair()
+    assert list(models) == ["pixel DDPM", "LDM-f4"]
+    pixel, latent = models.values()
+    assert pixel.latent_shape == (3, 16, 16) and latent.latent_shape == (3, 4, 4)
+    for a, b in zip(pixel.unet.state_dict().values(), latent.unet.state_dict().values()):
+        assert torch.equal(a, b)  # same architecture, same initial weights
+
+
+def test_throughput_reports_rates_and_speedups():
+    result = pixels_vs_latents.throughput(_tiny_pair(), batch_size=4, steps=1, samples=2, clock="cpu")
+    pixel, latent = result["rows"]
+    assert pixel["train_img_per_s_cached"] == pixel["train_img_per_s_on_the_fly"]  # nothing to cache
+    for row in result["rows"]:
+        assert row["train_img_per_s_cached"] > 0 and row["sample_s_per_image"] > 0
+    assert result["latent_speedup"]["sampling"] == pytest.approx(pixel["sample_s_per_image"]
+                                                                  / latent["sample_s_per_image"])
+    table = pixels_vs_latents.format_throughput(result)
+    assert "latents / pixels" in table and "img/CPU s" in table
+
+
+def _one_second_steps(model: LatentDiffusion):
+    """A fake clock that advances by exactly 1 s during each training step of `model`, and never otherwise."""
+    now = [0.0]
+    step = model.training_step
+
+    def timed_step(*args, **kwargs):
+        now[0] += 1.0
+        return step(*args, **kwargs)
+
+    model.training_step = timed_step
+    return lambda: now[0]
+
+
+def test_train_for_stays_within_the_wall_clock_budget_and_uses_ema_weights():
+    model = _tiny_pair()["pixel DDPM"]
+    before = [p.detach().clone() for p in model.unet.parameters()]
+    data = {"image": torch.rand(16, 3, 16, 16) * 2 - 1, "label": torch.arange(16) % NUM_CLASSES}
+    trained = pixels_vs_latents.train_for(model, data, seconds=20.5, batch_size=4, clock=_one_second_steps(model))
+    assert trained["steps"] == 20 and trained["images"] == 4 * 20  # a 21st step would end after 20.5 s
+    assert trained["seconds"] <= 20.5
+    assert not model.training
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.unet.parameters()))
+    model = _tiny_pair()["pixel DDPM"]
+    assert pixels_vs_latents.train_for(model, data, 5, batch_size=4, clock=_one_second_steps(model))["steps"] == 5
+
+
+def test_equal_wall_clock_trains_both_for_the_same_budget_then_judges_them():
+    models, judge = _tiny_pair(), _tiny_judge()
+    train = (torch.rand(32, 3, 16, 16) * 2 - 1, torch.arange(32) % NUM_CLASSES)
+    real = torch.rand(40, 3, 16, 16) * 2 - 1
+    rows = pixels_vs_latents.equal_wall_clock(models, judge, 0.5, train, real, min_samples=7, batch_size=4,
+                                              clock="cpu")
+    assert [r["model"] for r in rows] == ["pixel DDPM (3x16x16)", "LDM-f4 (3x4x4)"]
+    pixel, latent = rows
+    assert pixel["encode_seconds"] == 0 and latent["encode_seconds"] > 0  # the LDM pays for its encoding
+    for r in rows:
+        assert r["clock"] == "cpu" and r["budget_s"] == 0.5 and r["num_samples"] == 9  # 3 per class
+        assert r["steps"] >= 1 and r["train_seconds"] < 0.5 + 2 * r["train_seconds"] / r["steps"]
+        assert 0.0 <= r["judge_accuracy"] <= 1.0 and math.isfinite(r["frechet_distance"])
+        assert r["images_seen"] == 4 * r["steps"] and r["sample_s_per_image"] > 0
+    assert "judge accuracy" in pixels_vs_latents.format_wall_clock(rows)
+
+
+def test_equal_wall_clock_refuses_an_unknown_clock():
+    with pytest.raises(ValueError, match="valid clocks: wall, cpu"):
+        pixels_vs_latents.equal_wall_clock(_tiny_pair(), _tiny_judge(), 1.0, (torch.zeros(4, 3, 16, 16),
+                                           torch.zeros(4, dtype=torch.long)), torch.zeros(4, 3, 16, 16),
+                                           clock="gpu")

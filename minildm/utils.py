@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
@@ -19,6 +21,26 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if device is None or device == "auto":
         return default_device()
     return torch.device(device)
+
+
+def randn(shape: Sequence[int], generator: torch.Generator | None = None, device: str | torch.device | None = None,
+          dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Standard-normal noise of `shape` on `device`, drawn on the generator's own device, then moved.
+
+    A seeded CPU generator therefore gives the same numbers whether the model runs on the CPU or a
+    GPU, and a CUDA generator works too (torch.randn alone refuses a generator on another device).
+    """
+    draw_on = generator.device if generator is not None else device
+    noise = torch.randn(tuple(shape), generator=generator, device=draw_on, dtype=dtype)
+    return noise.to(device) if device is not None else noise
+
+
+def rand(shape: Sequence[int], generator: torch.Generator | None = None, device: str | torch.device | None = None,
+         dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Uniform [0, 1) numbers of `shape` on `device`, drawn on the generator's device (as `randn`)."""
+    draw_on = generator.device if generator is not None else device
+    numbers = torch.rand(tuple(shape), generator=generator, device=draw_on, dtype=dtype)
+    return numbers.to(device) if device is not None else numbers
 
 
 def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:

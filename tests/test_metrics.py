@@ -51,6 +51,24 @@ def test_frechet_distance_of_gaussians_matches_closed_form():
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_trace_sqrt_product_equals_the_eigenvalues_of_the_product():
+    from minildm.metrics.distance import trace_sqrt_product
+
+    rng = np.random.default_rng(0)
+    for dim in (1, 5, 32):
+        m_a, m_b = rng.normal(size=(dim, dim)), rng.normal(size=(dim, 2 * dim))
+        cov_a, cov_b = m_a @ m_a.T, m_b @ m_b.T / 2  # PSD, not commuting
+        # independent route: A B is diagonalisable with real non-negative eigenvalues
+        expected = np.sqrt(np.clip(np.linalg.eigvals(cov_a @ cov_b).real, 0, None)).sum()
+        assert trace_sqrt_product(cov_a, cov_b) == pytest.approx(expected, rel=1e-8)
+    # singular covariances (fewer samples than dimensions) stay finite and non-negative
+    low_rank = rng.normal(size=(8, 3))
+    assert trace_sqrt_product(low_rank @ low_rank.T, np.eye(8)) == pytest.approx(
+        np.sqrt(np.linalg.eigvalsh(low_rank @ low_rank.T).clip(0)).sum(), rel=1e-8)
+    features = torch.from_numpy(rng.normal(size=(4, 16)))
+    assert frechet_distance(features, features * 2) >= 0.0
+
+
 def test_kid_is_near_zero_for_same_distribution_and_positive_otherwise():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(500, 8, generator=g), torch.randn(500, 8, generator=g)

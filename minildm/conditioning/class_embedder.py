@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from minildm.utils import rand
+
 MODES = ("crossattn", "adm")
 
 
@@ -39,7 +41,7 @@ class ClassConditioner(nn.Module):
         """Condition dropout for CFG training: each label becomes the null id with probability `drop_prob`."""
         if drop_prob <= 0:
             return labels
-        mask = torch.rand(labels.shape, generator=generator, device=labels.device) < drop_prob
+        mask = rand(labels.shape, generator, device=labels.device) < drop_prob
         return torch.where(mask, self.null_input(labels), labels)
 
     def forward(self, labels: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import trange
 
 from minildm.diffusion.denoiser import Denoiser, ve_to_vp
+from minildm.utils import randn
 
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
@@ -44,7 +45,7 @@ def _report(callback: Callback | None, step: int, x: torch.Tensor, sigma: torch.
 
 
 def _noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return randn(x.shape, generator, device=x.device, dtype=x.dtype)
 
 
 def ancestral_sigmas(sigma: torch.Tensor, sigma_next: torch.Tensor, eta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:

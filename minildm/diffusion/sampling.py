@@ -11,6 +11,7 @@ from minildm.diffusion.denoiser import ModelFn, make_denoiser, ve_to_vp, vp_to_v
 from minildm.diffusion.samplers import Callback
 from minildm.diffusion.schedules import NoiseSchedule
 from minildm.diffusion.spacing import sampling_sigmas
+from minildm.utils import randn
 
 SAMPLERS = {
     "ddpm": samplers.ddpm,
@@ -76,7 +77,7 @@ def sample(
     else:
         device = torch.device("cpu") if device is None else torch.device(device)
         dtype = torch.float32 if dtype is None else dtype
-        noise = torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+        noise = randn(shape, generator, device=device, dtype=dtype)
     sigmas = sampling_sigmas(schedule, steps, spacing, steps_offset, karras, rho, final_sigma)
     sigmas = sigmas.to(dtype).to(device)  # cast on the CPU first: MPS has no float64
     denoise = make_denoiser(model_fn, schedule, objective, quantize)

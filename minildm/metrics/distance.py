@@ -14,21 +14,31 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import linalg
+
+
+def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
+    """Tr((A B)^{1/2}) for two symmetric PSD matrices, by symmetric eigendecompositions alone.
+
+    A B is not symmetric, but it is similar to A^{1/2} B A^{1/2}, which is symmetric PSD:
+    the two share their eigenvalues, so Tr((A B)^{1/2}) = sum_i sqrt(lambda_i(A^{1/2} B A^{1/2})).
+    Round-off can make tiny eigenvalues negative; they are clipped to 0. No scipy.linalg.sqrtm
+    (whose signature changed across SciPy releases) and no complex numbers.
+    """
+    values, vectors = np.linalg.eigh(cov_a)
+    sqrt_a = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T  # A^{1/2}
+    middle = sqrt_a @ cov_b @ sqrt_a
+    eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
+    return float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
 
 
 def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to two (N, D) feature sets."""
+    """Fréchet distance between Gaussians fitted to two (N, D) feature sets (float64 throughout)."""
     a = features_a.detach().double().cpu().numpy()
     b = features_b.detach().double().cpu().numpy()
     mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
-    if not np.isfinite(covmean).all():  # nearly singular product: regularise as the FID reference does
-        eps = 1e-6 * np.eye(cov_a.shape[0])
-        covmean = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
-    covmean = covmean.real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    distance = ((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt_product(cov_a, cov_b)
+    return float(max(distance, 0.0))
 
 
 def kernel_inception_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:

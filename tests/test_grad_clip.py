@@ -34,12 +34,18 @@ def one_step(tmp_path, grad_clip: float, lr: float = 0.1) -> Trainer:
                    progress=False).fit()
 
 
+@pytest.fixture
+def sgd(monkeypatch):
+    """Make the trainer build plain SGD (w <- w - lr * grad) instead of AdamW."""
+    def build_sgd(groups, config):
+        return {name: torch.optim.SGD(params, lr=config.lr) for name, params in groups.items()}
+    monkeypatch.setattr("minildm.train.trainer.build_optimizers", build_sgd)
+
+
 @pytest.mark.parametrize("clip", [1.0, 2.5])
-def test_sgd_step_moves_by_lr_times_clip(tmp_path, monkeypatch, clip):
+def test_sgd_step_moves_by_lr_times_clip(tmp_path, sgd, clip):
     # with plain SGD (w <- w - lr * grad) the step length shows which gradient the optimizer used:
     # the clipped one has norm `clip`, so w moves by exactly lr * clip, along -g
-    monkeypatch.setattr("minildm.train.trainer.build_optimizers",
-                        lambda groups, cfg: {name: torch.optim.SGD(params, lr=cfg.lr) for name, params in groups.items()})
     lr = 0.1
     trainer = one_step(tmp_path, grad_clip=clip, lr=lr)
     moved = trainer.model.weight.detach()  # started at zero
@@ -60,9 +66,7 @@ def test_adamw_moments_hold_the_clipped_gradient(tmp_path):
     assert torch.allclose(state["exp_avg_sq"], (1 - beta2) * clipped**2, atol=1e-9)
 
 
-def test_no_clipping_when_grad_clip_is_zero(tmp_path, monkeypatch):
-    monkeypatch.setattr("minildm.train.trainer.build_optimizers",
-                        lambda groups, cfg: {name: torch.optim.SGD(params, lr=cfg.lr) for name, params in groups.items()})
+def test_no_clipping_when_grad_clip_is_zero(tmp_path, sgd):
     trainer = one_step(tmp_path, grad_clip=0.0, lr=0.1)
     assert torch.allclose(trainer.model.weight.detach(), -0.1 * GRADIENT, atol=1e-7)
     assert "grad_norm/model" not in trainer.history[-1]

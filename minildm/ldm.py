@@ -98,6 +98,17 @@ class LatentDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {"latent": self.latents[index], **{k: v[index] for k, v in self.extras.items()}}
 
+    def get_batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """The collated batch of `indices` in one indexing operation (what the trainer's loader uses)."""
+        index = torch.as_tensor(indices, device=self.latents.device)
+        return {"latent": self.latents[index], **{k: v[index] for k, v in self.extras.items()}}
+
+    def to(self, device: str | torch.device) -> LatentDataset:
+        """Move the latents and extras to `device` (a GPU then trains without host-to-device copies)."""
+        self.latents = self.latents.to(device)
+        self.extras = {k: v.to(device) for k, v in self.extras.items()}
+        return self
+
 
 def build_conditioner(spec: Mapping[str, Any] | None) -> nn.Module | None:
     """{"type": "class", "num_classes": N, "embed_dim": D, "mode": "crossattn" | "adm"} -> conditioner."""
@@ -201,10 +212,11 @@ class LatentDiffusion(nn.Module):
         from tqdm.auto import tqdm
 
         n = len(dataset) if num_items is None else min(num_items, len(dataset))
+        device = next(self.unet.parameters()).device
         latents, extras = [], {k: [] for k in keys}
         for start in tqdm(range(0, n, batch_size), desc="encoding latents", leave=False):
             items = [dataset[i] for i in range(start, min(start + batch_size, n))]
-            latents.append(self.encode(torch.stack([it["image"] for it in items])))
+            latents.append(self.encode(torch.stack([it["image"] for it in items]).to(device)).cpu())
             for k in keys:
                 extras[k].append(torch.as_tensor([it[k] for it in items]))
         return LatentDataset(torch.cat(latents), {k: torch.cat(v) for k, v in extras.items()})
@@ -232,7 +244,7 @@ class LatentDiffusion(nn.Module):
         output = self.model_output(z_t, t, self.condition(labels))
         loss = diffusion_loss(output, z0, noise, t, self.schedule, objective=self.objective,
                               weighting=self.loss_weighting, gamma=self.min_snr_gamma)
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.detach()}
 
     # --- sampling ---------------------------------------------------------------------------
     def denoiser_fn(self, labels: torch.Tensor | None = None, guidance_scale: float | None = None,

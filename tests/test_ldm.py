@@ -112,3 +112,17 @@ def test_cached_latents_give_the_same_loss_as_encoding_on_the_fly():
     torch.manual_seed(3)
     from_cache, _ = ldm.training_step({"latent": cached.latents, "label": batch["label"]}, "model", 0)
     assert torch.allclose(on_the_fly, from_cache, atol=1e-6)
+
+
+def test_class_conditioner_checks_labels_at_sampling_and_drops_with_any_generator():
+    from minildm.conditioning import ClassConditioner
+
+    conditioner = ClassConditioner(num_classes=4, embed_dim=8).eval()
+    with pytest.raises(ValueError, match=r"class labels must lie in \[0, 4\].*got \[0, 7\]"):
+        conditioner(torch.tensor([0, 7]))
+    assert conditioner(torch.tensor([0, 4]))["context"].shape == (2, 1, 8)  # 4 = the null class
+    labels = torch.arange(4).repeat(500)
+    dropped = conditioner.drop(labels, 0.25, generator=torch.Generator().manual_seed(0))
+    again = conditioner.drop(labels, 0.25, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(dropped, again) and 0.2 < (dropped == 4).float().mean() < 0.3
+    assert torch.equal(dropped[dropped != 4], labels[dropped != 4])

@@ -256,6 +256,6 @@ class VQAutoencoderTrainable(_AutoencoderTrainable):
     def _generator_step(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         x_hat, vq_loss, info = self.autoencoder(x)
         loss, logs = self.loss.generator_loss(x, x_hat, step=step, last_layer=self.autoencoder.last_layer, codebook_loss=vq_loss)
-        logs.update(perplexity=info["perplexity"].item(), codebook_usage=info["usage"].item(),
-                    commitment_loss=info["commitment_loss"].item())
+        logs.update(perplexity=info["perplexity"].detach(), codebook_usage=info["usage"].detach(),
+                    commitment_loss=info["commitment_loss"].detach())
         return x_hat, loss, logs

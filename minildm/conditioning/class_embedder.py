@@ -47,7 +47,9 @@ class ClassConditioner(nn.Module):
     def forward(self, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B,) long -> UNet kwargs."""
         labels = labels.long()
-        if labels.numel() and (labels.min() < 0 or labels.max() > self.num_classes):
+        # checked in eval mode (user input at sampling time); in training the labels come from a
+        # dataset, and the check would make the host wait for the GPU at every step
+        if not self.training and labels.numel() and (labels.min() < 0 or labels.max() > self.num_classes):
             raise ValueError(f"class labels must lie in [0, {self.num_classes}] ({self.num_classes} = null), "
                              f"got [{labels.min().item()}, {labels.max().item()}]")
         if self.mode == "adm":

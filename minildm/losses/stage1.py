@@ -120,23 +120,23 @@ class Stage1Loss(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The autoencoder's loss and its logged terms. `kl` is per-sample (B,), `codebook_loss` a scalar."""
         rec = (x - x_hat).abs()  # (B, C, H, W)
-        logs: dict[str, float] = {"l1_loss": rec.mean().item()}
+        logs: dict[str, torch.Tensor | float] = {"l1_loss": rec.mean().detach()}
         if self.perceptual is not None:
             lpips_model = self.perceptual.to(x.device)
             p_loss = lpips_model(x.contiguous(), x_hat.contiguous())  # (B, 1, 1, 1)
             rec = rec + self.perceptual_weight * p_loss
-            logs["perceptual_loss"] = p_loss.mean().item()
+            logs["perceptual_loss"] = p_loss.mean().detach()
         nll = rec / torch.exp(self.logvar) + self.logvar
         nll_loss = self._reduce(nll)
         loss = nll_loss
-        logs.update(rec_loss=rec.mean().item(), nll_loss=nll_loss.item(), logvar=self.logvar.item())
+        logs.update(rec_loss=rec.mean().detach(), nll_loss=nll_loss.detach(), logvar=self.logvar.detach())
         if kl is not None:
             kl_loss = kl.sum() / kl.shape[0]  # summed over latent elements, averaged over the batch (both reductions)
             loss = loss + self.kl_weight * kl_loss
-            logs["kl_loss"] = kl_loss.item()
+            logs["kl_loss"] = kl_loss.detach()
         if codebook_loss is not None:
             loss = loss + self.codebook_weight * codebook_loss.mean()
-            logs["codebook_loss"] = codebook_loss.mean().item()
+            logs["codebook_loss"] = codebook_loss.mean().detach()
 
         if self.gan_active(step):
             with _frozen(self.discriminator):
@@ -146,10 +146,10 @@ class Stage1Loss(nn.Module):
             else:  # evaluation: no gradients to balance
                 d_weight = torch.zeros((), device=x.device)
             loss = loss + self.disc_factor * d_weight * g_loss
-            logs.update(g_loss=g_loss.item(), d_weight=float(d_weight), disc_factor=self.disc_factor)
+            logs.update(g_loss=g_loss.detach(), d_weight=d_weight.detach(), disc_factor=self.disc_factor)
         else:
             logs.update(g_loss=0.0, d_weight=0.0, disc_factor=0.0)
-        logs["loss"] = loss.item()
+        logs["loss"] = loss.detach()
         return loss, logs
 
     def discriminator_loss(self, x: torch.Tensor, x_hat: torch.Tensor, *, step: int) -> tuple[torch.Tensor, dict[str, float]]:
@@ -163,5 +163,5 @@ class Stage1Loss(nn.Module):
         logits_real = self.discriminator(x.contiguous().detach())
         logits_fake = self.discriminator(x_hat.contiguous().detach())
         d_loss = self.disc_factor * D_LOSSES[self.disc_loss_name](logits_real, logits_fake)
-        logs = {"disc_loss": d_loss.item(), "logits_real": logits_real.mean().item(), "logits_fake": logits_fake.mean().item()}
+        logs = {"disc_loss": d_loss.detach(), "logits_real": logits_real.mean().detach(), "logits_fake": logits_fake.mean().detach()}
         return d_loss, logs

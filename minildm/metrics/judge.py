@@ -75,7 +75,7 @@ class JudgeClassifier(nn.Module):
         logits = self(self._augment(batch["image"]))
         loss = F.cross_entropy(logits, batch["label"])
         accuracy = (logits.argmax(1) == batch["label"]).float().mean()
-        return loss, {"loss": loss.item(), "acc": accuracy.item()}
+        return loss, {"loss": loss.detach(), "acc": accuracy}
 
 
 @torch.no_grad()

@@ -22,7 +22,8 @@ import yaml
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
-SECTIONS = {"model": ("target", "params"), "data": ("name", "size", "split", "options", "cache_latents"), "train": ()}
+SECTIONS = {"model": ("target", "params"), "data": ("name", "size", "split", "options", "cache_latents"), "train": (),
+            "gpu": ()}
 
 
 class ConfigError(ValueError):
@@ -52,6 +53,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     precision: str = "auto"
     channels_last: bool = False
+    compile: bool = False
     log_every: int = 50
     sample_every: int = 0
     num_samples: int = 16
@@ -129,7 +131,7 @@ def _check_field(name: str, value: Any) -> Any:
         raise ConfigError(f"{key} must be one of {', '.join(LR_SCHEDULES)}, got {value!r}")
     if name == "precision" and value not in PRECISIONS:
         raise ConfigError(f"{key} must be one of {', '.join(PRECISIONS)}, got {value!r}")
-    if name == "channels_last" and not isinstance(value, bool):
+    if name in ("channels_last", "compile") and not isinstance(value, bool):
         raise ConfigError(f"{key} must be true or false, got {value!r}")
     if name == "device" and not isinstance(value, str):
         raise ConfigError(f"{key} must be a string such as auto, cpu, cuda, cuda:1, got {value!r}")
@@ -273,6 +275,27 @@ def _check_data(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _apply_gpu_section(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply the config's `gpu:` overrides when the run's device is CUDA; the user's overrides still win.
+
+    `gpu:` maps dotted keys to values, e.g. {train.batch_size: 256, train.num_workers: 4}: the
+    settings that keep a GPU busy (bigger batches, workers) without changing the CPU recipe.
+    """
+    section = raw.pop("gpu", None) or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"gpu must be a mapping of dotted keys to values (e.g. train.batch_size: 256), got {section!r}")
+    if not section:
+        return raw
+    from minildm.utils import resolve_device
+
+    device = (raw.get("train") or {}).get("device", "auto")
+    if resolve_device(device).type != "cuda":
+        return raw
+    gpu = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+           for key, value in section.items()]
+    return apply_overrides(raw, [*gpu, *overrides])
+
+
 def load_config(path_or_dict: str | Path | Mapping[str, Any], overrides: Iterable[str] = ()) -> dict[str, Any]:
     """Read a config (file, packaged name or dict), apply overrides, fill defaults and validate it.
 
@@ -291,8 +314,10 @@ def load_config(path_or_dict: str | Path | Mapping[str, Any], overrides: Iterabl
             raw = yaml.safe_load(f) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a config must be a mapping with model/data/train sections")
+    overrides = list(overrides)
     raw = apply_overrides(raw, overrides)
     _check_sections(raw)
+    raw = _apply_gpu_section(raw, overrides)
 
     model = raw["model"]
     if not isinstance(model.get("target"), str):

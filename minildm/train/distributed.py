@@ -59,18 +59,18 @@ def shutdown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-def average_gradients(params: list[nn.Parameter], flag: float, world_size: int) -> float:
+def average_gradients(params: list[nn.Parameter], flag: torch.Tensor, world_size: int) -> torch.Tensor:
     """Average the gradients of `params` over processes, in one all-reduce; returns the summed `flag`.
 
     Missing gradients count as zeros (so every process reduces the same tensors). `flag`
-    rides along in the same buffer: the trainer sends 1.0 when its loss was not finite,
-    so every process learns whether any diverged, without an extra round trip.
+    (a 0-d tensor on the device) rides along in the same buffer: the trainer sends 1.0 when
+    its loss was not finite, so every process learns whether any diverged, without an extra
+    round trip and without waiting for the result on the host.
     """
     if world_size <= 1:
         return flag
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    device = params[0].device if params else torch.device("cpu")
-    flat = torch.cat([g.reshape(-1).float() for g in grads] + [torch.tensor([flag], device=device)])
+    flat = torch.cat([g.reshape(-1).float() for g in grads] + [flag.reshape(1).float().to(grads[0].device)])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat[:-1] /= world_size
     offset = 0
@@ -78,7 +78,7 @@ def average_gradients(params: list[nn.Parameter], flag: float, world_size: int) 
         n = grad.numel()
         param.grad = flat[offset:offset + n].view_as(grad).to(grad.dtype)
         offset += n
-    return float(flat[-1].item())
+    return flat[-1].to(flag.device)
 
 
 @torch.no_grad()

@@ -53,7 +53,7 @@ class ToyRegressor(nn.Module):
     def training_step(self, batch: dict[str, torch.Tensor], group: str, step: int) -> tuple[torch.Tensor, dict]:
         """Mean squared error between prediction and target (the trainer protocol)."""
         loss = F.mse_loss(self(batch["x"]), batch["y"])
-        return loss, {"mse": loss.item()}
+        return loss, {"mse": loss.detach()}
 
     @torch.no_grad()
     def sample_images(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -85,8 +85,8 @@ class ToyGAN(nn.Module):
         fake = self.generator(torch.randn(real.shape[0], self.noise_dim, device=real.device))
         if group == "generator":
             loss = F.softplus(-self.discriminator(fake)).mean()
-            return loss, {"g_loss": loss.item()}
+            return loss, {"g_loss": loss.detach()}
         if group == "disc":
             loss = F.softplus(-self.discriminator(real)).mean() + F.softplus(self.discriminator(fake.detach())).mean()
-            return loss, {"d_loss": loss.item()}
+            return loss, {"d_loss": loss.detach()}
         raise ValueError(f"unknown optimizer group {group!r}; ToyGAN has generator, disc")

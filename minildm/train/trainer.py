@@ -1,15 +1,17 @@
 """One trainer for every model of the course.
 
 A model is an nn.Module with
-    training_step(batch, group, step) -> (loss, {name: float})   required
+    training_step(batch, group, step) -> (loss, {name: value})   required (values: 0-d tensors or floats)
     optimizer_groups() -> {group: [params]}                       optional (default: one group "model")
     sample_images(n, generator=None) -> (N, C, H, W) in [-1, 1]   optional (periodic sample grids)
     on_fit_start(trainer) / on_fit_end(trainer)                   optional hooks
 
 One optimizer step s (0-based) does, for each group in order: zero all gradients, run
 `training_step` on `grad_accum` micro-batches and backpropagate loss / grad_accum,
-average gradients over processes, stop if a loss was NaN/inf, clip, AdamW step; then the
-EMA update. Everything that decides what happens next (weights, AdamW moments, EMA, RNG
+average gradients over processes, flag a NaN/inf loss (on the device), clip, AdamW step;
+then the EMA update. The host reads values back only every `log_every` steps and before
+sample grids and checkpoints; a flagged step stops training there, before anything is
+written. Everything that decides what happens next (weights, AdamW moments, EMA, RNG
 states, the data position) is in the checkpoint, so `fit(resume=True)` continues the
 same run exactly.
 """
@@ -145,10 +147,19 @@ class Trainer:
         np.random.seed(seed % 2**32)
         random.seed(seed)
         broadcast_state(self.model, self.dist.world_size)
+        if callable(getattr(self.dataset, "get_batch", None)) and callable(getattr(self.dataset, "to", None)):
+            self.dataset = self.dataset.to(device)  # in-memory tensors (cached latents) live beside the model
         self.train_dataloader = make_dataloader(self.dataset, cfg.batch_size, seed=cfg.seed, rank=self.dist.rank,
                                                 world_size=self.dist.world_size, num_workers=cfg.num_workers,
                                                 pin_memory=device.type == "cuda")
         self._groups = parameter_groups(self.model)
+        self._training_step = self.model.training_step
+        if cfg.compile:  # opt-in: the first steps pay for compilation
+            self._training_step = torch.compile(self.model.training_step)
+        self._window, self._window_steps = {}, 0
+        self._group_ids = list(self._groups)
+        self._diverged_at = torch.full((), -1, dtype=torch.long, device=device)  # first bad step, -1 = none
+        self._diverged_group_id = torch.full((), -1, dtype=torch.long, device=device)
         self.optimizers = build_optimizers(self._groups, cfg)
         self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
@@ -204,8 +215,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def _optimizer_step(self, batches: list[Any], step: int) -> dict[str, float]:
-        """One optimizer step over every group (see the module docstring); returns the values to log."""
+    def _optimizer_step(self, batches: list[Any], step: int) -> dict[str, torch.Tensor | float]:
+        """One optimizer step over every group (see the module docstring); returns the values to log.
+
+        Nothing here waits for the GPU: logged values stay tensors on the device, and a
+        non-finite loss only raises a flag on the device (`_diverged_at`), read at the next
+        sync point (`_check_divergence`), always before a checkpoint is written.
+        """
         cfg, logs = self.config, {}
         several = len(self.optimizers) > 1
         for group, optimizer in self.optimizers.items():
@@ -213,26 +229,28 @@ class Trainer:
             for param_group in optimizer.param_groups:
                 param_group["lr"] = lr
             self.model.zero_grad(set_to_none=True)
-            named: dict[str, float] = {}
-            bad: tuple[float, dict[str, float]] | None = None
+            named: dict[str, torch.Tensor | float] = {}
+            finite = torch.ones((), dtype=torch.bool, device=self.device)
             for batch in batches:
                 with self._autocast():
-                    loss, values = self.model.training_step(batch, group, step)
-                loss_value = float(loss.detach().float().item())
+                    loss, values = self._training_step(batch, group, step)
+                loss_value = loss.detach().float()
                 values = dict(values)
                 values.setdefault(f"loss/{group}" if several else "loss", loss_value)
-                if not math.isfinite(loss_value) and bad is None:
-                    bad = (loss_value, values)
+                finite &= torch.isfinite(loss_value)
                 if loss.requires_grad:
                     (loss / len(batches)).backward()
                 for key, value in values.items():
-                    named[key] = named.get(key, 0.0) + float(value) / len(batches)
+                    value = value.detach().float() if isinstance(value, torch.Tensor) else float(value)
+                    named[key] = named.get(key, 0.0) + value / len(batches)
             params = self._groups[group]
-            flag = average_gradients(params, 1.0 if bad is not None else 0.0, self.dist.world_size)
-            if flag > 0:
-                self._diverged(step, group, bad)
-            if cfg.grad_clip > 0:
-                named[f"grad_norm/{group}"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+            bad_anywhere = average_gradients(params, (~finite).float(), self.dist.world_size) > 0
+            first = bad_anywhere & (self._diverged_at < 0)  # new_full: filled on the device, no host copy
+            self._diverged_at = torch.where(first, self._diverged_at.new_full((), step), self._diverged_at)
+            self._diverged_group_id = torch.where(first, self._diverged_at.new_full((), self._group_ids.index(group)),
+                                                  self._diverged_group_id)
+            if cfg.grad_clip > 0:  # clip first, then step: the update sees the clipped gradient
+                named[f"grad_norm/{group}"] = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).detach()
             optimizer.step()
             named[f"lr/{group}"] = lr
             logs.update({(f"{group}/{k}" if k in logs else k): v for k, v in named.items()})
@@ -241,12 +259,36 @@ class Trainer:
         broadcast_state(self.model, self.dist.world_size, buffers_only=True)
         return logs
 
-    def _diverged(self, step: int, group: str, bad: tuple[float, dict[str, float]] | None) -> None:
-        if bad is None:
-            where = "on another process"
-        else:
-            others = [f"{k}={v}" for k, v in bad[1].items() if not math.isfinite(float(v))]
-            where = f"= {bad[0]}" + (f" (non-finite logged values: {', '.join(others)})" if others else "")
+    def _accumulate(self, logs: dict[str, torch.Tensor | float]) -> None:
+        """Add one step's values to the running sums of the current log window (on the device)."""
+        for key, value in logs.items():
+            if key.startswith("lr/"):
+                self._window[key] = value  # the learning rate is logged as is, not averaged
+            else:
+                self._window[key] = self._window.get(key, 0.0) + value
+        self._window_steps += 1
+
+    def _read_window(self) -> dict[str, float]:
+        """The mean of each logged value over the window (one device-to-host copy), then a new window."""
+        tensors = [k for k, v in self._window.items() if isinstance(v, torch.Tensor)]
+        numbers = dict(zip(tensors, torch.stack([self._window[k] for k in tensors]).tolist())) if tensors else {}
+        means = {}
+        for key, value in self._window.items():
+            value = numbers.get(key, value)
+            means[key] = value if key.startswith("lr/") else value / self._window_steps
+        self._window, self._window_steps = {}, 0
+        return means
+
+    def _check_divergence(self, values: Mapping[str, float] | None = None) -> None:
+        """Sync point: raise TrainingDivergedError if any step since the last check had a non-finite loss."""
+        step = int(self._diverged_at.item())
+        if step >= 0:
+            group = self._group_ids[int(self._diverged_group_id.item())]
+            self._diverged(step, group, values or {})
+
+    def _diverged(self, step: int, group: str, values: Mapping[str, float]) -> None:
+        others = [f"{k}={v}" for k, v in values.items() if not math.isfinite(float(v))]
+        where = "was nan or inf" + (f" (non-finite logged values: {', '.join(others)})" if others else "")
         saved = f"the last good checkpoint {self.checkpoint_dir} was kept" if self.checkpoint_dir.exists() \
             else "no checkpoint had been written yet"
         raise TrainingDivergedError(f"training diverged at step {step}: the loss of optimizer group {group!r} "
@@ -268,7 +310,13 @@ class Trainer:
         return self.logger.images(self.step, images) if images is not None else None
 
     def fit(self, resume: bool = False) -> Trainer:
-        """Train for `config.steps` optimizer steps (continuing from <out_dir>/checkpoints/last when `resume`)."""
+        """Train for `config.steps` optimizer steps (continuing from <out_dir>/checkpoints/last when `resume`).
+
+        The host reads values back from the device only at sync points: every `log_every`
+        steps (the logged row is the mean over those steps), before each sample grid and
+        each checkpoint, and at the end. A non-finite loss is caught at the next sync point,
+        before anything is written, so the last good checkpoint stays.
+        """
         cfg = self._setup_and_restore(resume)
         start = self.step
         bar = tqdm(total=cfg.steps, initial=start, desc=f"train {self.out_dir.name}",
@@ -277,18 +325,23 @@ class Trainer:
             while self.step < cfg.steps:
                 batches = [_to_device(self._stream.next(), self.device, cfg.channels_last)
                            for _ in range(cfg.grad_accum)]
-                logs = self._optimizer_step(batches, self.step)
+                self._accumulate(self._optimizer_step(batches, self.step))
                 self.step += 1
                 bar.update(1)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()
-                                 if not k.startswith(("lr/", "grad_norm/"))}, refresh=False)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    self.logger.log(self.step, logs)
+                    row = self._read_window()
+                    self._check_divergence(row)
+                    self.logger.log(self.step, row)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in row.items()
+                                     if not k.startswith(("lr/", "grad_norm/"))}, refresh=False)
                 if cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self._check_divergence()
                     self.write_samples()
                 if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                    self._check_divergence()
                     self.save_checkpoint()
             if self.step > start:
+                self._check_divergence()
                 if callable(getattr(self.model, "on_fit_end", None)):
                     self.model.on_fit_end(self)
                     broadcast_state(self.model, self.dist.world_size, buffers_only=True)

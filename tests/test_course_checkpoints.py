@@ -47,7 +47,7 @@ def test_evaluate_autoencoder_counts_codes_over_the_whole_set(tmp_path):
     trainer = train_from_config("autoencoder/shapes-vq-f4", TINY_VQ, out_dir=tmp_path / "ae", progress=False)
     config = load_config("autoencoder/shapes-vq-f4", TINY_VQ)
     metrics = evaluate(trainer.model, config, num_images=48)
-    model = trainer.model.autoencoder.eval()
+    model = trainer.model.autoencoder.eval().cpu()  # evaluate() ran it on its training device
     images, _ = held_out_images(config["data"], 48)
     with torch.no_grad():
         _, _, info = model.quantize(model.encode_pre_quant(images))
@@ -78,6 +78,7 @@ def test_train_export_ships_fp16_without_training_parts_and_loads_by_name(tmp_pa
     assert info["metrics"]["samples"] == 18 * 20 and 0.0 <= info["metrics"]["judge_accuracy"] <= 1.0
     loaded = pretrained.load("shapes-ldm")
     trainer.ema.copy_to(trainer.model)
+    trainer.model.cpu()  # it trained on the default device; the loaded copy is on the CPU
     x = torch.randn(2, 3, 8, 8)
     t = torch.tensor([10, 500])
     cond = trainer.model.condition(torch.tensor([0, 5]))

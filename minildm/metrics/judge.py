@@ -48,8 +48,8 @@ class JudgeClassifier(nn.Module):
         self.head = nn.Linear(width * 4, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) in [-1, 1] -> (B, 4 * width) pooled features."""
-        return self.blocks(x).mean(dim=(2, 3))
+        """(B, C, H, W) in [-1, 1] -> (B, 4 * width) pooled features (on the judge's device)."""
+        return self.blocks(x.to(self.head.weight.device)).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> class logits (B, num_classes)."""
@@ -81,4 +81,5 @@ class JudgeClassifier(nn.Module):
 @torch.no_grad()
 def judge_accuracy(judge: JudgeClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of `images` that `judge` labels as `labels` (the asked classes)."""
-    return (judge.predict(images) == labels.to(images.device)).float().mean().item()
+    predictions = judge.predict(images)  # on the judge's device, wherever the images were
+    return (predictions == labels.to(predictions.device)).float().mean().item()

@@ -40,9 +40,11 @@ def evaluate_autoencoder(model: nn.Module, images: torch.Tensor, batch_size: int
     from minildm.metrics import psnr, ssim
 
     autoencoder = getattr(model, "autoencoder", model).eval()
+    device = next(autoencoder.parameters()).device
     scores: dict[str, list[torch.Tensor]] = {"psnr_db": [], "ssim": []}
     indices = []
     for x in images.split(batch_size):
+        x = x.to(device)
         if isinstance(autoencoder, VQModel):
             _, _, info = autoencoder.quantize(autoencoder.encode_pre_quant(x))
             indices.append(info["indices"].flatten())

@@ -115,6 +115,17 @@ def test_sigma_to_t_inverts_t_to_sigma(sd):
     assert sd.sigma_to_t(torch.tensor([1e-6, 1e6])).tolist() == [0.0, 999.0]
 
 
+def test_linear_interpolation_reads_sigma_linearly_and_inverts(sd):
+    t = torch.tensor([0.25, 10.5, 700.75, 998.9], dtype=torch.float64)
+    low = t.floor().long()
+    expected = sd.sigmas[low] + (t - low) * (sd.sigmas[low + 1] - sd.sigmas[low])
+    assert torch.allclose(sd.t_to_sigma(t, "linear"), expected, rtol=1e-12)
+    assert not torch.allclose(sd.t_to_sigma(t, "linear"), sd.t_to_sigma(t), rtol=1e-6)
+    assert torch.allclose(sd.sigma_to_t(expected, "linear"), t, atol=1e-8)
+    with pytest.raises(ValueError, match="valid values: log, linear"):
+        sd.t_to_sigma(t, "cubic")
+
+
 def test_schedule_rejects_bad_betas():
     with pytest.raises(ValueError, match="in \\(0, 1\\)"):
         NoiseSchedule(torch.tensor([0.1, 1.5]))
@@ -138,6 +149,24 @@ def test_sampling_sigmas_end_where_asked(sd):
         spaced_timesteps(4, 1000, "uniform")
     with pytest.raises(ValueError, match="steps must lie"):
         spaced_timesteps(0)
+
+
+def test_skip_last_and_fractional_spacings(sd):
+    dpm = spaced_timesteps(20, 1000, "linspace_skip_last").tolist()
+    assert dpm[:3] == [999, 949, 899] and dpm[-1] == 50 and len(dpm) == 20
+    assert spaced_timesteps(10, 1000, "leading_skip_last", steps_offset=1).tolist() == list(range(901, 0, -90))[:10]
+    fractional = spaced_timesteps(7, 1000, "linspace_fractional")
+    assert fractional.dtype == torch.float64 and fractional[1].item() == pytest.approx(832.5)
+    sigmas = sampling_sigmas(sd, 7, "linspace_fractional", interpolation="linear")
+    assert torch.allclose(sigmas[:-1], sd.t_to_sigma(fractional, "linear"))
+    assert sigmas[0].item() == sd.sigmas[-1].item()
+
+
+def test_karras_range_of_the_schedule_or_of_the_spaced_levels(sd):
+    full = sampling_sigmas(sd, 5, "leading", steps_offset=1, karras=True)
+    spaced = sampling_sigmas(sd, 5, "leading", steps_offset=1, karras=True, karras_range="spaced")
+    assert full[0].item() == pytest.approx(sd.sigmas[-1].item()) and full[-2].item() == pytest.approx(sd.sigmas[0].item())
+    assert spaced[0].item() == pytest.approx(sd.sigmas[801].item()) and spaced[-2].item() == pytest.approx(sd.sigmas[1].item())
 
 
 # ---------------------------------------------------------------- forward process

@@ -1,13 +1,19 @@
-"""minildm's samplers reproduce diffusers' schedulers step by step (diffusers is the dev-time oracle).
+"""minildm's `sample` reproduces diffusers' scheduler loops (diffusers is the dev-time oracle).
 
-Both sides get the same float64 alpha_bar table, the same deterministic model (a smooth
-nonlinear function of x and t), the same starting noise and, for stochastic samplers, the
-same generator seed (both draw one standard-normal tensor per step, in the same order).
-Trajectories are compared after every step, in the sigma scale, to 1e-5 relative.
-diffusers' Euler-type and DPM schedulers compute in float32 internally, hence ~1e-7 there.
+Every diffusers loop below runs through `sample()` with nothing but
+`DIFFUSERS_SAMPLERS[name]`, `diffusers_schedule(name, config)` and `diffusers_options(name, config)`:
+no hand-built grids, no hand-scaled start noise. Both sides get the same float64 alpha_bar table,
+the same deterministic network (a fixed random channel mix of x, nonlinear and dependent on t), the
+same unit start noise (diffusers multiplies it by `init_noise_sigma` itself) and, for the stochastic
+samplers, a generator with the same seed: both draw one standard-normal tensor per step, in the same
+order, so their fresh noise is the same. The results must agree to 1e-5 relative, and the network must
+be called the same number of times at the same timesteps. diffusers' Euler-type and DPM schedulers
+compute in float32 internally, hence ~1e-7 differences there.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
@@ -15,102 +21,172 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 from minildm.diffusion import (  # noqa: E402
+    DIFFUSERS_SAMPLERS,
     NoiseSchedule,
     ddim_step,
+    diffusers_options,
+    diffusers_schedule,
+    model_calls,
     sample,
-    sampling_sigmas,
     spaced_timesteps,
     vp_to_ve,
 )
 
-SD = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
 SHAPE = (2, 3, 4, 4)
+STEPS = 5  # divides T = 1000: diffusers DDIM with trailing spacing then steps to the next listed timestep
 RTOL = 1e-5
-OBJECTIVE = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
+SD_CONFIG = {  # Stable Diffusion v1's scheduler_config.json
+    "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000,
+    "timestep_spacing": "leading", "steps_offset": 1, "set_alpha_to_one": False, "skip_prk_steps": True,
+    "clip_sample": False, "trained_betas": None,
+}
+PLMS = {"skip_prk_steps": True}  # PNDMScheduler's default pseudo Runge-Kutta warm-up is not PLMS (see below)
+CASES = [  # (id, scheduler class, config, step kwargs such as DDIM's eta)
+    *[(f"{name}-default", name, PLMS if name == "PNDMScheduler" else {}, {}) for name in DIFFUSERS_SAMPLERS],
+    *[(f"{name}-sd", name, SD_CONFIG, {}) for name in DIFFUSERS_SAMPLERS],
+    ("EulerDiscreteScheduler-karras-default", "EulerDiscreteScheduler", {"use_karras_sigmas": True}, {}),
+    ("EulerDiscreteScheduler-karras-sd", "EulerDiscreteScheduler", {**SD_CONFIG, "use_karras_sigmas": True}, {}),
+    ("HeunDiscreteScheduler-karras-sd", "HeunDiscreteScheduler", {**SD_CONFIG, "use_karras_sigmas": True}, {}),
+    ("DPMSolverMultistepScheduler-karras-sd", "DPMSolverMultistepScheduler",
+     {**SD_CONFIG, "use_karras_sigmas": True}, {}),
+    ("DDIMScheduler-sd-eta0.6", "DDIMScheduler", SD_CONFIG, {"eta": 0.6}),
+    ("DDIMScheduler-trailing-v", "DDIMScheduler", {"timestep_spacing": "trailing", "prediction_type": "v_prediction",
+                                                   "clip_sample": False}, {}),
+    ("DPMSolverMultistepScheduler-x0", "DPMSolverMultistepScheduler", {"prediction_type": "sample"}, {}),
+]
+STOCHASTIC = {"DDPMScheduler", "EulerAncestralDiscreteScheduler"}
 # diffusers calls np.array() on the float64 alpha_bar tensor we hand it; harmless here
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-
-@pytest.fixture(scope="module")
-def schedule() -> NoiseSchedule:
-    return NoiseSchedule.from_name("scaled_linear", 1000, 0.00085, 0.012)
+_MIX = torch.randn(3, 3, generator=torch.Generator().manual_seed(123), dtype=torch.float64) / 3**0.5
 
 
 def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """A deterministic stand-in for a network: smooth, nonlinear, and dependent on t."""
-    t = torch.as_tensor(t, dtype=x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
-    return 0.5 * torch.tanh(x) * torch.cos(t / 1000) + 0.05 * x
+    """A deterministic stand-in for a network: a fixed random channel mix, nonlinear in x, dependent on t."""
+    t = torch.as_tensor(t, dtype=x.dtype).reshape(-1).expand(x.shape[0]).reshape(-1, 1, 1, 1)
+    mixed = torch.einsum("oc,bchw->bohw", _MIX.to(x.dtype), x)
+    return 0.8 * torch.tanh(mixed) * torch.cos(t / 700) + 0.1 * x * torch.sin(t / 300)
 
 
 def start_noise(seed: int = 0) -> torch.Tensor:
     return torch.randn(SHAPE, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def make_scheduler(cls, schedule: NoiseSchedule, **config):
-    """A diffusers scheduler on exactly our float64 alpha_bar table (it would otherwise use float32)."""
-    scheduler = cls(**{**SD, **config})
-    scheduler.alphas_cumprod = schedule.alphas_cumprod.clone()
-    if hasattr(scheduler, "final_alpha_cumprod"):
-        set_alpha_to_one = config.get("set_alpha_to_one", cls.__name__ == "DDIMScheduler")
-        scheduler.final_alpha_cumprod = torch.tensor(1.0, dtype=torch.float64) if set_alpha_to_one else schedule.alphas_cumprod[0]
-    return scheduler
+def run_diffusers(name: str, config: dict, steps: int, noise: torch.Tensor, seed: int, **step_kwargs):
+    """diffusers' own loop on our float64 alpha_bar table: (final sample, timesteps the network saw)."""
+    scheduler = getattr(diffusers, name).from_config(config)  # ignores keys the class does not use
+    schedule = diffusers_schedule(name, config)
+    assert torch.allclose(scheduler.alphas_cumprod.double(), schedule.alphas_cumprod, rtol=1e-5), "wrong betas"
+    scheduler.alphas_cumprod = schedule.alphas_cumprod.clone()  # diffusers' own table is float32
+    if hasattr(scheduler, "final_alpha_cumprod"):  # DDIM / PNDM: recompute from the float64 table
+        one = torch.tensor(1.0, dtype=torch.float64)
+        scheduler.final_alpha_cumprod = one if scheduler.config.set_alpha_to_one else schedule.alphas_cumprod[0]
+    scheduler.set_timesteps(steps)
+    generator = torch.Generator().manual_seed(seed)
+    if name in STOCHASTIC or step_kwargs.get("eta", 0) > 0:
+        step_kwargs = {**step_kwargs, "generator": generator}
+    x, seen = noise * scheduler.init_noise_sigma, []
+    for t in scheduler.timesteps:
+        seen.append(float(t))
+        x = scheduler.step(model(scheduler.scale_model_input(x, t), t), t, x, **step_kwargs).prev_sample
+    return x, seen
 
 
-def run_diffusers(scheduler, init: torch.Tensor, seed: int | None = None, skip_first: bool = False, **step_kwargs):
-    """Run a diffusers scheduler loop; return the samples after each full step (its own scale)."""
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    x, points = init, []
-    for i, t in enumerate(scheduler.timesteps):
-        out = model(scheduler.scale_model_input(x, t), t.double())
-        extra = {"generator": generator} if generator is not None else {}
-        x = scheduler.step(out, t, x, **step_kwargs, **extra).prev_sample
-        first_order_state = getattr(scheduler, "state_in_first_order", True)  # Heun: predictor half-steps
-        if first_order_state and not (skip_first and i == 0):
-            points.append(x)
-    if not getattr(scheduler, "state_in_first_order", True):
-        points.append(x)
-    return points
+def run_ours(name: str, config: dict, steps: int, noise: torch.Tensor, seed: int, **step_kwargs):
+    """minildm's `sample` with the translated settings: (final sample, timesteps the network saw)."""
+    seen: list[float] = []
+
+    def counted(x, t):
+        seen.append(float(t[0]))
+        return model(x, t)
+
+    out = sample(counted, SHAPE, DIFFUSERS_SAMPLERS[name], steps, schedule=diffusers_schedule(name, config),
+                 noise=noise, generator=torch.Generator().manual_seed(seed), disable=True,
+                 **diffusers_options(name, config), **step_kwargs)
+    return out, seen
 
 
-def run_ours(name: str, schedule: NoiseSchedule, noise: torch.Tensor, steps: int, seed: int | None = None, **kwargs):
-    """Run minildm's `sample`; return the samples after each step in the sigma scale."""
-    sigmas = sampling_sigmas(
-        schedule,
-        steps,
-        **{k: kwargs[k] for k in ("spacing", "steps_offset", "karras", "final_sigma") if k in kwargs},
-    )
-    points: list[torch.Tensor] = []
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    final = sample(
-        model,
-        SHAPE,
-        name,
-        steps,
-        schedule=schedule,
-        noise=noise,
-        dtype=torch.float64,
-        generator=generator,
-        disable=True,
-        callback=lambda i, x, x0: points.append(vp_to_ve(x, sigmas[i + 1])),
-        **kwargs,
-    )
-    return points, final
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
 
 
-def assert_trajectories_match(ours: list[torch.Tensor], theirs: list[torch.Tensor], to_ve=None) -> None:
-    assert len(ours) == len(theirs), f"{len(ours)} steps vs diffusers' {len(theirs)}"
-    for i, (a, b) in enumerate(zip(ours, theirs)):
-        b = to_ve(b, i) if to_ve is not None else b
-        err = ((a - b).abs().max() / b.abs().max()).item()
-        assert err < RTOL, f"step {i}: relative difference {err:.2e}"
+@pytest.fixture(scope="module")
+def finals() -> dict:
+    return {}
 
 
-def vp_points_to_ve(sigmas: torch.Tensor):
-    return lambda x, i: vp_to_ve(x, sigmas[i + 1])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_sample_reproduces_the_diffusers_loop(case, finals):
+    case_id, name, config, step_kwargs = case
+    noise = start_noise()
+    theirs, their_t = run_diffusers(name, config, STEPS, noise, seed=1, **step_kwargs)
+    ours, our_t = run_ours(name, config, STEPS, noise, seed=1, **step_kwargs)
+    assert len(our_t) == len(their_t), f"{len(our_t)} network calls vs diffusers' {len(their_t)}"
+    assert our_t == pytest.approx(their_t, abs=1e-3), "the network saw other timesteps"
+    ends_at_zero = diffusers_options(name, config)["final_sigma"] == "zero"
+    assert len(our_t) == model_calls(DIFFUSERS_SAMPLERS[name], STEPS, ends_at_zero)
+    assert relative_error(ours, theirs) < RTOL
+    assert relative_error(ours, noise) > 0.1, "the sampler did not move"
+    finals[case_id] = ours
+
+
+def test_the_cases_are_different_problems(finals):
+    """Guard against a vacuous pass: every scheduler/config pair gives a different sample, except the one
+    pair that is the same algorithm on the same grid (DDPM = Euler ancestral, notebook 08)."""
+    if len(finals) < len(CASES):
+        pytest.skip("needs the full parametrized run above")
+    same = {("DDPMScheduler-sd", "EulerAncestralDiscreteScheduler-sd")}
+    for (a, x), (b, y) in itertools.combinations(finals.items(), 2):
+        if (a, b) in same:
+            assert relative_error(x, y) < RTOL
+        else:
+            assert relative_error(x, y) > 1e-3, f"{a} and {b} gave the same sample"
+
+
+@pytest.mark.parametrize("name", ["DDPMScheduler", "EulerAncestralDiscreteScheduler"])
+def test_stochastic_samplers_match_only_with_the_same_noise(name):
+    """The agreement above comes from the two noise streams lining up, not from the noise being negligible."""
+    noise = start_noise(2)
+    theirs, _ = run_diffusers(name, SD_CONFIG, STEPS, noise, seed=3)
+    same, _ = run_ours(name, SD_CONFIG, STEPS, noise, seed=3)
+    other, _ = run_ours(name, SD_CONFIG, STEPS, noise, seed=4)
+    assert relative_error(same, theirs) < RTOL
+    assert relative_error(other, theirs) > 0.01
+
+
+def test_dpm_solver_grid_and_euler_start(schedule=NoiseSchedule.from_name("linear")):
+    """The two translations that used to be done by hand: DPM-Solver's grid and Euler's start noise."""
+    dpm = diffusers.DPMSolverMultistepScheduler()
+    dpm.set_timesteps(20)
+    assert dpm.timesteps.tolist()[:3] == [999, 949, 899] and dpm.timesteps.tolist()[-1] == 50
+    assert spaced_timesteps(20, 1000, diffusers_options("DPMSolverMultistepScheduler")["spacing"]).tolist() == \
+        dpm.timesteps.tolist()
+    euler = diffusers.EulerDiscreteScheduler()
+    euler.set_timesteps(7)
+    assert spaced_timesteps(7, 1000, "linspace_fractional").tolist() == pytest.approx(euler.timesteps.tolist())
+    assert euler.timesteps[1] % 1 != 0, "diffusers' Euler timesteps are fractional"
+    assert diffusers_options("EulerDiscreteScheduler")["start_noise"] == "sigma"
+    assert diffusers_options("EulerDiscreteScheduler", {"timestep_spacing": "leading"})["start_noise"] == "vp"
+
+
+def test_unsupported_settings_are_refused_with_a_reason():
+    with pytest.raises(ValueError, match="pseudo Runge-Kutta"):
+        diffusers_options("PNDMScheduler")  # diffusers' default skip_prk_steps=False
+    with pytest.raises(ValueError, match="solver_order=3"):
+        diffusers_options("DPMSolverMultistepScheduler", {"solver_order": 3})
+    with pytest.raises(ValueError, match="t - T // n"):
+        diffusers_options("DDIMScheduler", {"timestep_spacing": "linspace"})
+    with pytest.raises(ValueError, match="supported: DDIMScheduler"):
+        diffusers_options("LMSDiscreteScheduler")
+    assert diffusers_options("DDIMScheduler", {"_class_name": "PNDMScheduler", "skip_prk_steps": True}) == \
+        diffusers_options("DDIMScheduler"), "keys the class does not use are ignored, as diffusers does"
+
+
+# ---------------------------------------------------------------- pieces, one at a time
 
 
 def test_sd_leading_timesteps_match_diffusers():
-    scheduler = diffusers.DDIMScheduler(**SD, steps_offset=1)
+    scheduler = diffusers.DDIMScheduler.from_config(SD_CONFIG)
     scheduler.set_timesteps(5)
     assert spaced_timesteps(5, 1000, "leading", steps_offset=1).tolist() == [801, 601, 401, 201, 1]
     assert scheduler.timesteps.tolist() == [801, 601, 401, 201, 1]
@@ -119,45 +195,22 @@ def test_sd_leading_timesteps_match_diffusers():
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
 @pytest.mark.parametrize("steps", [5, 7, 50])
 def test_spacings_match_diffusers(spacing, steps):
-    scheduler = diffusers.DDIMScheduler(**SD, timestep_spacing=spacing)
+    scheduler = diffusers.DDPMScheduler(timestep_spacing=spacing)
     scheduler.set_timesteps(steps)
     assert spaced_timesteps(steps, 1000, spacing).tolist() == scheduler.timesteps.tolist()
 
 
-@pytest.mark.parametrize("eta", [0.0, 0.6])
-def test_ddim_stable_diffusion_setting(schedule, eta):
-    """scaled_linear 0.00085/0.012, leading + steps_offset 1, set_alpha_to_one=False."""
-    noise = start_noise()
-    scheduler = make_scheduler(diffusers.DDIMScheduler, schedule, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    scheduler.set_timesteps(5)
-    theirs = run_diffusers(scheduler, noise, seed=1, eta=eta)
-    options = dict(spacing="leading", steps_offset=1, final_sigma="sigma_min")
-    ours, final = run_ours("ddim", schedule, noise, 5, seed=1, eta=eta, **options)
-    sigmas = sampling_sigmas(schedule, 5, **options)
-    assert_trajectories_match(ours, theirs, vp_points_to_ve(sigmas))
-    assert torch.allclose(final, theirs[-1], rtol=0, atol=RTOL * theirs[-1].abs().max())
-
-
-@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
-def test_ddim_trailing_all_objectives(schedule, prediction_type):
-    noise = start_noise(1)
-    scheduler = make_scheduler(
-        diffusers.DDIMScheduler, schedule, clip_sample=False, timestep_spacing="trailing", prediction_type=prediction_type
-    )
-    scheduler.set_timesteps(10)
-    theirs = run_diffusers(scheduler, noise)
-    ours, _ = run_ours("ddim", schedule, noise, 10, spacing="trailing", objective=OBJECTIVE[prediction_type])
-    assert_trajectories_match(ours, theirs, vp_points_to_ve(sampling_sigmas(schedule, 10, "trailing")))
-
-
-def test_ddim_step_matches_diffusers_for_linspace_pairs(schedule):
+def test_ddim_step_matches_diffusers_for_linspace_pairs():
     """One DDIM update equals diffusers' `step`, also for the pairs its linspace spacing produces.
 
     diffusers' DDIMScheduler always steps to t - T // n (999 -> 799 for 5 linspace steps) while
     the next listed timestep is 749; minildm's `ddim` goes to the next listed level, so whole
-    linspace trajectories differ by design. The single step agrees for any pair.
+    linspace trajectories differ by design (diffusers_options refuses them). The single step agrees.
     """
-    scheduler = make_scheduler(diffusers.DDIMScheduler, schedule, clip_sample=False, timestep_spacing="linspace")
+    schedule = diffusers_schedule("DDIMScheduler", SD_CONFIG)
+    scheduler = diffusers.DDIMScheduler.from_config({**SD_CONFIG, "timestep_spacing": "linspace", "steps_offset": 0})
+    scheduler.alphas_cumprod = schedule.alphas_cumprod.clone()
+    scheduler.final_alpha_cumprod = schedule.alphas_cumprod[0]
     scheduler.set_timesteps(5)
     assert scheduler.timesteps.tolist() == [999, 749, 500, 250, 0]
     x_t = start_noise(2)
@@ -166,102 +219,15 @@ def test_ddim_step_matches_diffusers_for_linspace_pairs(schedule):
         eps = model(x_t, torch.tensor(float(t)))
         theirs = scheduler.step(eps, t, x_t, variance_noise=None).prev_sample
         sigma = schedule.sigmas[t]
-        sigma_prev = schedule.sigmas[t_prev] if t_prev >= 0 else torch.tensor(0.0, dtype=torch.float64)
+        sigma_prev = schedule.sigmas[t_prev] if t_prev >= 0 else schedule.sigmas[0]
         x = vp_to_ve(x_t, sigma)
         ours = ddim_step(x, x - sigma * eps, sigma, sigma_prev)
         assert torch.allclose(vp_to_ve(theirs, sigma_prev), ours, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("spacing", ["leading", "linspace"])
-def test_ddpm_ancestral(schedule, spacing):
-    noise = start_noise(3)
-    scheduler = make_scheduler(diffusers.DDPMScheduler, schedule, clip_sample=False, timestep_spacing=spacing)
-    scheduler.set_timesteps(10)
-    theirs = run_diffusers(scheduler, noise, seed=4)
-    ours, _ = run_ours("ddpm", schedule, noise, 10, seed=4, spacing=spacing)
-    assert_trajectories_match(ours, theirs, vp_points_to_ve(sampling_sigmas(schedule, 10, spacing)))
-
-
-def test_plms_is_pndm_with_skip_prk_steps(schedule):
-    noise = start_noise(4)
-    scheduler = make_scheduler(diffusers.PNDMScheduler, schedule, skip_prk_steps=True, steps_offset=1)
-    scheduler.set_timesteps(10)
-    theirs = run_diffusers(scheduler, noise, skip_first=True)  # its first call is PLMS' warm-up half-step
-    options = dict(spacing="leading", steps_offset=1, final_sigma="sigma_min")
-    ours, _ = run_ours("plms", schedule, noise, 10, **options)
-    assert_trajectories_match(ours, theirs, vp_points_to_ve(sampling_sigmas(schedule, 10, **options)))
-
-
-@pytest.mark.parametrize(
-    "steps, karras, final_sigma",
-    [(10, False, "zero"), (10, True, "zero"), (20, False, "sigma_min")],  # 20 steps, sigma_min: 2nd-order last step
-)
-def test_dpmpp_2m(schedule, steps, karras, final_sigma):
-    noise = start_noise(5)
-    scheduler = make_scheduler(
-        diffusers.DPMSolverMultistepScheduler,
-        schedule,
-        algorithm_type="dpmsolver++",
-        solver_order=2,
-        timestep_spacing="trailing",
-        use_karras_sigmas=karras,
-        final_sigmas_type=final_sigma,
-    )
-    scheduler.set_timesteps(steps)
-    theirs = run_diffusers(scheduler, noise)
-    # diffusers' DPM-Solver hands the network rounded timesteps for Karras sigmas: quantize=True
-    options = dict(spacing="trailing", karras=karras, final_sigma=final_sigma)
-    ours, _ = run_ours("dpmpp_2m", schedule, noise, steps, quantize=karras, **options)
-    assert_trajectories_match(ours, theirs, vp_points_to_ve(sampling_sigmas(schedule, steps, **options)))
-
-
-def ve_start(scheduler, noise: torch.Tensor, sigma_max: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """diffusers' Euler-type start (noise * init_noise_sigma) and the unit noise that gives it in minildm."""
-    init = noise * scheduler.init_noise_sigma
-    return init, init / (sigma_max.double() ** 2 + 1).sqrt()
-
-
-@pytest.mark.parametrize(
-    "cls_name, name",
-    [("EulerDiscreteScheduler", "euler"), ("HeunDiscreteScheduler", "heun")],
-)
-@pytest.mark.parametrize("karras", [False, True])
-def test_euler_and_heun(schedule, cls_name, name, karras):
-    noise = start_noise(6)
-    # diffusers' Karras range is that of the spaced timesteps; linspace spans all of [0, T-1] as minildm does
-    spacing = "linspace" if karras else "trailing"
-    scheduler = make_scheduler(getattr(diffusers, cls_name), schedule, timestep_spacing=spacing, use_karras_sigmas=karras)
-    scheduler.set_timesteps(8)
-    init, ours_noise = ve_start(scheduler, noise, scheduler.sigmas.max())
-    theirs = run_diffusers(scheduler, init)
-    ours, _ = run_ours(name, schedule, ours_noise, 8, spacing=spacing, karras=karras)
-    assert_trajectories_match(ours, theirs)
-
-
-def test_euler_on_rounded_linspace_timesteps(schedule):
-    """diffusers' Euler keeps fractional linspace timesteps; given minildm's rounded ones it agrees."""
-    noise = start_noise(7)
-    scheduler = make_scheduler(diffusers.EulerDiscreteScheduler, schedule, timestep_spacing="linspace")
-    scheduler.set_timesteps(timesteps=spaced_timesteps(6, 1000, "linspace").tolist())
-    init, ours_noise = ve_start(scheduler, noise, scheduler.sigmas.max())
-    theirs = run_diffusers(scheduler, init)
-    ours, _ = run_ours("euler", schedule, ours_noise, 6, spacing="linspace")
-    assert_trajectories_match(ours, theirs)
-
-
-@pytest.mark.parametrize("spacing", ["leading", "trailing"])
-def test_euler_ancestral(schedule, spacing):
-    noise = start_noise(8)
-    scheduler = make_scheduler(diffusers.EulerAncestralDiscreteScheduler, schedule, timestep_spacing=spacing)
-    scheduler.set_timesteps(10)
-    init, ours_noise = ve_start(scheduler, noise, scheduler.sigmas.max())
-    theirs = run_diffusers(scheduler, init, seed=9)
-    ours, _ = run_ours("euler_ancestral", schedule, ours_noise, 10, seed=9, spacing=spacing)
-    assert_trajectories_match(ours, theirs)
-
-
 @pytest.mark.parametrize("name", ["ddim", "plms", "dpmpp_2m", "euler", "heun"])
-def test_float32_agrees_with_float64(schedule, name):
+def test_float32_agrees_with_float64(name):
+    schedule = diffusers_schedule("DDIMScheduler", SD_CONFIG)
     noise = start_noise(10)
     kwargs = dict(schedule=schedule, noise=noise, disable=True, spacing="trailing")
     x64 = sample(model, SHAPE, name, 10, dtype=torch.float64, **kwargs)

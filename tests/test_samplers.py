@@ -8,11 +8,14 @@ so every sampler, given this "perfect network" and enough steps, must produce N(
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
 from minildm.diffusion import (
     SAMPLER_NAMES,
+    SAMPLERS,
     NoiseSchedule,
     cfg_combine,
     cfg_model,
@@ -163,12 +166,49 @@ def test_model_calls_and_callback(schedule, name):
         schedule=schedule,
         objective="x0",
         disable=True,
-        callback=lambda i, x, x0: seen.append((i, x.shape, x0.shape)),
+        callback=seen.append,
     )
-    assert len(calls) == model_calls(name, 6)
-    assert [s[0] for s in seen] == list(range(6))
-    assert all(s[1] == (3, 2, 2) and s[2] == (3, 2, 2) for s in seen)
+    assert len(calls) == model_calls(name, 6) == SAMPLERS[name].nfe(6, True)
+    sigmas = sampling_sigmas(schedule, 6)
+    assert [info["step"] for info in seen] == list(range(6))
+    assert all(set(info) == {"step", "sigma", "x", "denoised"} for info in seen)
+    assert [float(info["sigma"]) for info in seen] == pytest.approx(sigmas[:-1].tolist())
+    assert all(info["x"].shape == (3, 2, 2) and info["denoised"].shape == (3, 2, 2) for info in seen)
     assert float(calls[0].max()) == pytest.approx(999.0)  # trailing spacing starts at pure noise
+
+
+def test_callback_reports_the_denoiser_at_the_level_of_x(schedule):
+    """As in k-diffusion: x is the sample at `sigma` (sigma scale) and `denoised` = D(x, sigma)."""
+    denoise = make_denoiser(gaussian_x0_model(schedule), schedule, "x0")
+    seen = []
+    noise = torch.randn(5, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    sample(gaussian_x0_model(schedule), (5, 2), "dpmpp_2m", 4, schedule=schedule, objective="x0", noise=noise,
+           callback=seen.append, disable=True)
+    assert torch.allclose(seen[0]["x"], vp_to_ve(noise, seen[0]["sigma"]))
+    for info in seen:
+        assert torch.allclose(info["denoised"], denoise(info["x"], info["sigma"]))
+
+
+def test_registry_is_the_one_home_of_nfe_and_options():
+    assert SAMPLER_NAMES == tuple(SAMPLERS) == ("ddpm", "ddim", "plms", "dpmpp_2m", "euler", "euler_ancestral", "heun")
+    assert [SAMPLERS[n].model_calls(10) for n in SAMPLER_NAMES] == [10, 10, 11, 10, 10, 10, 19]
+    assert model_calls("plms", 1) == 1 and model_calls("plms", 1, ends_at_zero=False) == 2
+    assert model_calls("heun", 3, ends_at_zero=False) == 6
+    assert {n for n in SAMPLER_NAMES if "eta" in SAMPLERS[n].options} == {"ddim", "euler_ancestral"}
+    assert {n for n in SAMPLER_NAMES if SAMPLERS[n].stochastic} == {"ddpm", "ddim", "euler_ancestral"}
+    for name, spec in SAMPLERS.items():  # the registered options are exactly the function's own keywords
+        params = inspect.signature(spec.fn).parameters
+        own = {p for p, v in params.items() if v.kind is v.KEYWORD_ONLY} - {"callback", "disable"}
+        assert own == set(spec.options), name
+
+
+@pytest.mark.parametrize("name", SAMPLER_NAMES)
+def test_nfe_formula_also_for_a_sigma_min_end(schedule, name):
+    calls = []
+    model = gaussian_x0_model(schedule)
+    sample(lambda x, t: calls.append(t) or model(x, t), (2, 1), name, 5, schedule=schedule, objective="x0",
+           final_sigma="sigma_min", disable=True)
+    assert len(calls) == model_calls(name, 5, ends_at_zero=False)
 
 
 def test_sample_rejects_bad_inputs(schedule):
@@ -179,8 +219,10 @@ def test_sample_rejects_bad_inputs(schedule):
         sample(model, (2, 1), "ddim", schedule=schedule, noise=torch.zeros(3, 1))
     with pytest.raises(ValueError, match="eps, x0, v"):
         sample(model, (2, 1), "ddim", schedule=schedule, objective="score")
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="'euler' takes no option 'eta'.*eta is an option of ddim, euler_ancestral"):
         sample(model, (2, 1), "euler", 2, schedule=schedule, eta=0.5, disable=True)
+    with pytest.raises(ValueError, match="valid values: vp, sigma"):
+        sample(model, (2, 1), "euler", 2, schedule=schedule, start_noise="unit")
 
 
 def test_sample_is_reproducible_with_a_generator(schedule):

@@ -2,7 +2,7 @@
 
     plot_schedules        beta_t, alpha_bar_t and log-SNR of several NoiseSchedules side by side
     show_forward_process  x_t = q_sample(x_0, t, eps) for a few t, one row per schedule
-    TrajectoryRecorder    a sampler callback that keeps x_t and x0_hat after every step
+    TrajectoryRecorder    a sampler callback that keeps x_t, sigma and x0_hat at every step
     show_trajectory       recorded frames as a grid: one row per sample, one column per step
     GaussianMixture       a distribution whose ideal denoiser E[x_0 | x] is known in closed form,
                           usable as a "perfectly trained network" by minildm.diffusion.sample
@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from minildm.diffusion import NoiseSchedule, q_sample
-from minildm.diffusion.samplers import model_calls
+from minildm.diffusion.denoiser import ve_to_vp
+from minildm.diffusion.samplers import SAMPLERS, model_calls
 
 # ---------------------------------------------------------------- schedules and the forward process
 
@@ -89,17 +90,25 @@ def show_forward_process(x0: torch.Tensor, schedules: Mapping[str, NoiseSchedule
 
 
 class TrajectoryRecorder:
-    """A sampler `callback(step, x_t, x0_hat)` that keeps CPU copies of x_t and x0_hat after every step."""
+    """A sampler callback that keeps CPU copies of what every step starts from.
+
+    A sampler calls it once per step i with {"step", "sigma", "x", "denoised"} (samplers.py):
+    the recorder keeps `steps`, `sigmas`, `x_t` (x in the network's scale, x / sqrt(sigma^2 + 1))
+    and `x0_hat` (the denoised estimate at that level). The first x_t is the starting noise; the
+    sampler's return value is the last point of the trajectory.
+    """
 
     def __init__(self):
         self.steps: list[int] = []
+        self.sigmas: list[float] = []
         self.x_t: list[torch.Tensor] = []
         self.x0_hat: list[torch.Tensor] = []
 
-    def __call__(self, step: int, x_t: torch.Tensor, x0_hat: torch.Tensor) -> None:
-        self.steps.append(step)
-        self.x_t.append(x_t.detach().float().cpu().clone())
-        self.x0_hat.append(x0_hat.detach().float().cpu().clone())
+    def __call__(self, info: dict[str, Any]) -> None:
+        self.steps.append(int(info["step"]))
+        self.sigmas.append(float(info["sigma"]))
+        self.x_t.append(ve_to_vp(info["x"], info["sigma"]).detach().float().cpu().clone())
+        self.x0_hat.append(info["denoised"].detach().float().cpu().clone())
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -282,8 +291,9 @@ def plot_samples_2d(ax, samples: torch.Tensor, reference: torch.Tensor | None = 
 
 
 
-ETA_SAMPLERS = ("ddim", "euler_ancestral")
-"""Samplers that take an `eta` (0 = deterministic, 1 = DDPM-like fresh noise)."""
+def takes_eta(sampler: str) -> bool:
+    """Whether `sampler` has an `eta` option (0 = deterministic, 1 = DDPM-like fresh noise), from SAMPLERS."""
+    return "eta" in SAMPLERS[sampler].options
 
 
 class SamplerExplorer:
@@ -322,11 +332,11 @@ class SamplerExplorer:
 
         recorder = TrajectoryRecorder()
         generator = torch.Generator().manual_seed(self.seed)
-        options: dict[str, Any] = {"eta": eta} if sampler in ETA_SAMPLERS else {}
+        options: dict[str, Any] = {"eta": eta} if takes_eta(sampler) else {}
         noise = torch.randn(self.n, 2, generator=generator)
         samples = sample(self.mixture.model_fn(self.schedule), (self.n, 2), sampler, steps, schedule=self.schedule,
                          karras=karras, noise=noise, generator=generator, callback=recorder, disable=True, **options)
-        path = torch.stack([noise[: self.num_trajectories]] + [x[: self.num_trajectories] for x in recorder.x_t])
+        path = torch.stack([x[: self.num_trajectories] for x in recorder.x_t + [samples]])  # x_T, ..., x_0
         return samples, path
 
     def update(self, *_: Any):
@@ -335,10 +345,10 @@ class SamplerExplorer:
         from IPython.display import clear_output, display
 
         sampler, steps, eta, karras = self.sampler.value, self.steps.value, self.eta.value, self.karras.value
-        self.eta.disabled = sampler not in ETA_SAMPLERS
+        self.eta.disabled = not takes_eta(sampler)
         samples, path = self.run(sampler, steps, eta, karras)
         distance = sliced_wasserstein(samples, self.reference, generator=torch.Generator().manual_seed(0))
-        eta_text = f", eta {eta:.1f}" if sampler in ETA_SAMPLERS else ""
+        eta_text = f", eta {eta:.1f}" if takes_eta(sampler) else ""
         title = (f"{sampler}{eta_text}, {steps} steps ({model_calls(sampler, steps)} model calls)"
                  f"{', Karras' if karras else ''}\nsliced W2 to the data: {distance:.3f}")
         fig, ax = plt.subplots(figsize=(5.2, 5.2))

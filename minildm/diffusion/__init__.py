@@ -5,9 +5,11 @@
     objectives  eps / x0 / v targets and conversions, diffusion_loss, min-SNR weighting
     spacing     which noise levels a sampler visits (leading/trailing/linspace, Karras)
     denoiser    the samplers' single convention: D(x, sigma) -> x0_hat
-    samplers    DDPM, DDIM, PLMS, DPM-Solver++(2M), Euler, Euler ancestral, Heun
+    samplers    DDPM, DDIM, PLMS, DPM-Solver++(2M), Euler, Euler ancestral, Heun, and their
+                registry SAMPLERS (function, number of model calls, options)
     guidance    classifier-free guidance as a model wrapper
     sampling    sample(): network + schedule -> images, sampler chosen by name
+    diffusers_schedulers  diffusers_options(): the sample() settings that reproduce a diffusers scheduler
 """
 
 from minildm.diffusion.denoiser import make_denoiser, ve_to_vp, vp_to_ve
@@ -25,7 +27,11 @@ from minildm.diffusion.objectives import (
     v_from,
     x0_from_v,
 )
+from minildm.diffusion.diffusers_schedulers import DIFFUSERS_SAMPLERS, diffusers_options, diffusers_schedule
 from minildm.diffusion.samplers import (
+    SAMPLER_NAMES,
+    SAMPLERS,
+    SamplerSpec,
     ancestral_sigmas,
     ddim,
     ddim_step,
@@ -34,11 +40,12 @@ from minildm.diffusion.samplers import (
     dpmpp_2m_step,
     euler,
     euler_ancestral,
+    get_sampler,
     heun,
     model_calls,
     plms,
 )
-from minildm.diffusion.sampling import SAMPLER_NAMES, SAMPLERS, get_sampler, sample
+from minildm.diffusion.sampling import sample
 from minildm.diffusion.schedules import (
     COMPVIS_TO_MINILDM,
     SCHEDULE_NAMES,
@@ -53,11 +60,13 @@ from minildm.diffusion.spacing import karras_sigmas, sampling_sigmas, spaced_tim
 
 __all__ = [
     "COMPVIS_TO_MINILDM",
+    "DIFFUSERS_SAMPLERS",
     "OBJECTIVES",
     "SAMPLERS",
     "SAMPLER_NAMES",
     "SCHEDULE_NAMES",
     "NoiseSchedule",
+    "SamplerSpec",
     "ancestral_sigmas",
     "cfg_combine",
     "cfg_model",
@@ -66,6 +75,8 @@ __all__ = [
     "ddim",
     "ddim_step",
     "ddpm",
+    "diffusers_options",
+    "diffusers_schedule",
     "diffusion_loss",
     "dpmpp_2m",
     "dpmpp_2m_step",

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 from minildm.diffusion.objectives import check_objective, prediction_to_x0
-from minildm.diffusion.schedules import NoiseSchedule
+from minildm.diffusion.schedules import INTERPOLATIONS, NoiseSchedule
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """A network as samplers call it: model_fn(x_t (B, ...), t (B,) float timesteps) -> eps, x0 or v."""
@@ -40,19 +40,23 @@ def ve_to_vp(x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
 
 
 def make_denoiser(
-    model_fn: ModelFn, schedule: NoiseSchedule, objective: str = "eps", quantize: bool = False
+    model_fn: ModelFn, schedule: NoiseSchedule, objective: str = "eps", quantize: bool = False,
+    interpolation: str = "log",
 ) -> Denoiser:
     """Wrap a network predicting `objective` (eps, x0 or v) into a denoiser D(x, sigma) -> x0_hat.
 
-    `quantize=True` rounds the timestep handed to the network to the nearest integer (what a
-    network trained on integer t expects when Karras sigmas fall between training steps;
-    diffusers' DPM-Solver does this, its Euler schedulers do not).
+    The network gets the timestep t = schedule.sigma_to_t(sigma, interpolation), fractional
+    between training steps. `quantize=True` rounds it to the nearest integer (what a network
+    trained on integer t expects when Karras sigmas fall between training steps; diffusers'
+    DPM-Solver does this, its Euler schedulers do not).
     """
     check_objective(objective)
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {interpolation!r}; valid values: {', '.join(INTERPOLATIONS)}")
 
     def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         sigma = torch.as_tensor(sigma, device=x.device).to(x.dtype).expand(x.shape[0])  # (B,)
-        t = schedule.sigma_to_t(sigma)
+        t = schedule.sigma_to_t(sigma, interpolation)
         t = (t.round() if quantize else t).to(x.dtype)
         sigma_b = sigma.view(-1, *([1] * (x.ndim - 1)))  # (B,) -> (B, 1, ..., 1)
         alpha_bar = 1 / (sigma_b**2 + 1)

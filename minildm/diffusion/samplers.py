@@ -2,7 +2,7 @@
 
 Every sampler has the signature
 
-    sampler(denoise, x, sigmas, *, generator=None, callback=None, disable=False, **options) -> x
+    sampler(denoise, x, sigmas, *, callback=None, disable=False, **options) -> x
 
 `denoise(x, sigma) -> x0_hat` is a denoiser (make_denoiser), `x` the starting sample in the
 sigma scale (x = x_0 + sigma eps, so pure noise times sqrt(sigmas[0]^2 + 1)), `sigmas` the
@@ -10,22 +10,73 @@ n + 1 descending noise levels (spacing.sampling_sigmas). The sampler returns x a
 Useful identity: the noise estimate is eps_hat = (x - x0_hat) / sigma, and the probability-flow
 ODE is dx/dsigma = eps_hat (Karras et al. 2022, Eq. 4 with s = 1).
 
-`callback(step, x_t, x0_hat)`, if given, sees after every step the new sample in the network's
-(variance-preserving) scale and the denoised estimate the step used. `generator` draws the
-fresh noise of stochastic samplers; `disable` hides the tqdm progress bar.
+`callback`, if given, is called once per step i, before the update, with one dict (as in
+k-diffusion): {"step": i, "sigma": sigmas[i], "x": the sample at that level (sigma scale),
+"denoised": D(x, sigmas[i])}. `disable` hides the tqdm progress bar.
+
+Options differ per sampler and are listed in SAMPLERS, the registry beside the functions: each
+`@register(name, nfe=..., options=...)` line records the sampler's number of model calls (NFE)
+and its keyword options. Only the samplers that draw fresh noise (ddpm, ddim, euler_ancestral)
+take `generator`; the deterministic ones have no such parameter.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import trange
 
-from minildm.diffusion.denoiser import Denoiser, ve_to_vp
+from minildm.diffusion.denoiser import Denoiser
 from minildm.utils import randn
 
-Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
+Callback = Callable[[dict[str, Any]], None]
+"""callback({"step": int, "sigma": tensor, "x": tensor (sigma scale), "denoised": tensor}) -> None."""
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """One registry entry: a sampler function with its cost and its options, kept beside the function.
+
+    nfe(steps, ends_at_zero) is the number of denoiser calls (NFE) for `steps` steps, where
+    `ends_at_zero` says whether the last noise level is 0; `options` are the keyword options the
+    function takes beyond the shared (denoise, x, sigmas, callback, disable).
+    """
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    nfe: Callable[[int, bool], int]
+    options: tuple[str, ...] = ()
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the sampler draws fresh noise (and so takes `generator`)."""
+        return "generator" in self.options
+
+    def model_calls(self, steps: int, ends_at_zero: bool = True) -> int:
+        """Denoiser evaluations (NFE) for `steps` steps."""
+        return self.nfe(steps, ends_at_zero)
+
+
+SAMPLERS: dict[str, SamplerSpec] = {}
+"""The sampler registry, in the order the samplers are defined below: name -> SamplerSpec."""
+
+
+def register(name: str, nfe: Callable[[int, bool], int], options: tuple[str, ...] = ()):
+    """Decorator that records a sampler function in SAMPLERS under `name` (see SamplerSpec)."""
+
+    def add(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        SAMPLERS[name] = SamplerSpec(name, fn, nfe, options)
+        return fn
+
+    return add
+
+
+def one_call_per_step(steps: int, ends_at_zero: bool = True) -> int:
+    """NFE of a sampler that evaluates the denoiser once per step."""
+    return steps
+
 
 ADAMS_BASHFORTH = {
     1: (1.0,),
@@ -39,9 +90,9 @@ LOWER_ORDER_FINAL_BELOW = 15
 """DPM-Solver++(2M) takes its last step first-order when it has fewer steps than this (as diffusers)."""
 
 
-def _report(callback: Callback | None, step: int, x: torch.Tensor, sigma: torch.Tensor, x0_hat: torch.Tensor) -> None:
+def _report(callback: Callback | None, step: int, x: torch.Tensor, sigma: torch.Tensor, denoised: torch.Tensor) -> None:
     if callback is not None:
-        callback(step, ve_to_vp(x, sigma), x0_hat)
+        callback({"step": step, "sigma": sigma, "x": x, "denoised": denoised})
 
 
 def _noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -113,6 +164,31 @@ def dpmpp_2m_step(
     return (sigma_next / sigma) * x - torch.expm1(-h) * denoised
 
 
+@register("ddpm", nfe=one_call_per_step, options=("generator", "clip_denoised"))
+@torch.no_grad()
+def ddpm(
+    denoise: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    clip_denoised: float | None = None,
+    callback: Callback | None = None,
+    disable: bool = False,
+) -> torch.Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020, Alg. 2), on any subsequence of timesteps.
+
+    Sampling the posterior q(x_{t'} | x_t, x0_hat) (Eq. 6-7, "fixed small" variance
+    beta_tilde) is exactly DDIM with eta = 1, so this is `ddim(..., eta=1)`.
+    `clip_denoised=c` clips x0_hat to [-c, c] before the posterior is formed (Ho et al.'s code for
+    pixel data in [-1, 1]; diffusers' clip_sample), so the implied noise estimate changes with it.
+    """
+    if clip_denoised is not None:
+        denoise = _clipped(denoise, clip_denoised)
+    return ddim(denoise, x, sigmas, eta=1.0, generator=generator, callback=callback, disable=disable)
+
+
+@register("ddim", nfe=one_call_per_step, options=("eta", "generator", "clip_denoised"))
 @torch.no_grad()
 def ddim(
     denoise: Denoiser,
@@ -121,48 +197,38 @@ def ddim(
     *,
     eta: float = 0.0,
     generator: torch.Generator | None = None,
+    clip_denoised: float | None = None,
     callback: Callback | None = None,
     disable: bool = False,
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021, "Denoising Diffusion Implicit Models"): `ddim_step` at every level.
 
     eta = 0 (default) is deterministic: the same noise always gives the same sample, which is
-    also exactly an Euler step of the probability-flow ODE in sigma.
+    also exactly an Euler step of the probability-flow ODE in sigma; `generator` draws the fresh
+    noise when eta > 0. `clip_denoised=c` clips the "predicted x0" term of Eq. 12 to [-c, c] and
+    keeps the network's noise estimate in the "direction pointing to x_t" term (diffusers'
+    DDIMScheduler with clip_sample).
     """
     for i in trange(len(sigmas) - 1, disable=disable):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0_hat = denoise(x, sigma)
+        _report(callback, i, x, sigma, x0_hat)
+        if clip_denoised is not None:
+            eps_hat = (x - x0_hat) / sigma
+            x0_hat = x0_hat.clamp(-clip_denoised, clip_denoised)
+            x = x0_hat + sigma * eps_hat  # the point whose split is (clipped x0_hat, the same eps_hat)
         noise = _noise_like(x, generator) if eta > 0 and float(sigma_next) > 0 else None
         x = ddim_step(x, x0_hat, sigma, sigma_next, eta, noise)
-        _report(callback, i, x, sigma_next, x0_hat)
     return x
 
 
-@torch.no_grad()
-def ddpm(
-    denoise: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    *,
-    generator: torch.Generator | None = None,
-    callback: Callback | None = None,
-    disable: bool = False,
-) -> torch.Tensor:
-    """DDPM ancestral sampling (Ho et al. 2020, Alg. 2), on any subsequence of timesteps.
-
-    Sampling the posterior q(x_{t'} | x_t, x0_hat) (Eq. 6-7, "fixed small" variance
-    beta_tilde) is exactly DDIM with eta = 1, so this is `ddim(..., eta=1)`.
-    """
-    return ddim(denoise, x, sigmas, eta=1.0, generator=generator, callback=callback, disable=disable)
-
-
+@register("plms", nfe=lambda steps, ends_at_zero: steps + (1 if steps > 1 or not ends_at_zero else 0))
 @torch.no_grad()
 def plms(
     denoise: Denoiser,
     x: torch.Tensor,
     sigmas: torch.Tensor,
     *,
-    generator: torch.Generator | None = None,
     callback: Callback | None = None,
     disable: bool = False,
 ) -> torch.Tensor:
@@ -171,12 +237,14 @@ def plms(
     Each step is a DDIM step x_next = x + (sigma_next - sigma) eps' whose noise estimate eps'
     is an Adams-Bashforth combination of the last (up to) 4 eps_hat. The first step has no
     history, so it spends one extra model call on a Heun (trapezoid) step instead; this is
-    the "skip_prk_steps" variant Stable Diffusion uses. `generator` is unused (deterministic).
+    the "skip_prk_steps" variant Stable Diffusion uses. Adams-Bashforth extrapolates: with
+    few steps and a strongly guided (large, quickly changing) eps it overshoots (notebook 08).
     """
     history: list[torch.Tensor] = []  # eps_hat at the accepted points, oldest first
     for i in trange(len(sigmas) - 1, disable=disable):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0_hat = denoise(x, sigma)
+        _report(callback, i, x, sigma, x0_hat)
         eps_hat = (x - x0_hat) / sigma
         if not history and float(sigma_next) > 0:  # warm-up: Heun step
             x_pred = x + (sigma_next - sigma) * eps_hat
@@ -187,17 +255,16 @@ def plms(
             eps_prime = sum(c * e for c, e in zip(ADAMS_BASHFORTH[len(recent)], recent))
         history = (history + [eps_hat])[-3:]
         x = x + (sigma_next - sigma) * eps_prime
-        _report(callback, i, x, sigma_next, x0_hat)
     return x
 
 
+@register("dpmpp_2m", nfe=one_call_per_step)
 @torch.no_grad()
 def dpmpp_2m(
     denoise: Denoiser,
     x: torch.Tensor,
     sigmas: torch.Tensor,
     *,
-    generator: torch.Generator | None = None,
     callback: Callback | None = None,
     disable: bool = False,
 ) -> torch.Tensor:
@@ -206,45 +273,45 @@ def dpmpp_2m(
     A second-order multistep exponential integrator in the log-SNR: one model call per step,
     reusing the previous step's x0_hat. The first step is first order (no history), and so is
     the last when it ends at sigma = 0 or when there are fewer than 15 steps.
-    `generator` is unused (deterministic).
     """
     steps = len(sigmas) - 1
     x0_prev = None
     for i in trange(steps, disable=disable):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0_hat = denoise(x, sigma)
+        _report(callback, i, x, sigma, x0_hat)
         last_first_order = i == steps - 1 and (float(sigma_next) == 0 or steps < LOWER_ORDER_FINAL_BELOW)
         history = None if last_first_order else x0_prev
         x = dpmpp_2m_step(x, x0_hat, sigma, sigma_next, history, sigmas[i - 1] if i > 0 else None)
         x0_prev = x0_hat
-        _report(callback, i, x, sigma_next, x0_hat)
     return x
 
 
+@register("euler", nfe=one_call_per_step)
 @torch.no_grad()
 def euler(
     denoise: Denoiser,
     x: torch.Tensor,
     sigmas: torch.Tensor,
     *,
-    generator: torch.Generator | None = None,
     callback: Callback | None = None,
     disable: bool = False,
 ) -> torch.Tensor:
     """Euler's method on the probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma.
 
     Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative Models",
-    Alg. 2 without its second-order correction and without churn. `generator` is unused.
+    Alg. 2 without its second-order correction and without churn.
     """
     for i in trange(len(sigmas) - 1, disable=disable):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0_hat = denoise(x, sigma)
+        _report(callback, i, x, sigma, x0_hat)
         derivative = (x - x0_hat) / sigma
         x = x + derivative * (sigma_next - sigma)
-        _report(callback, i, x, sigma_next, x0_hat)
     return x
 
 
+@register("euler_ancestral", nfe=one_call_per_step, options=("eta", "generator"))
 @torch.no_grad()
 def euler_ancestral(
     denoise: Denoiser,
@@ -257,29 +324,29 @@ def euler_ancestral(
     disable: bool = False,
 ) -> torch.Tensor:
     """Euler ancestral (k-diffusion; Karras et al. 2022 sigma parameterisation): an Euler step down
-    to sigma_down, then fresh noise of size sigma_up (`ancestral_sigmas`).
+    to sigma_down, then fresh noise of size sigma_up (`ancestral_sigmas`), drawn from `generator`.
 
     Same update as DDIM with the same eta (`ddim_step`), written as an ODE step; eta = 1 is DDPM.
     """
     for i in trange(len(sigmas) - 1, disable=disable):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0_hat = denoise(x, sigma)
+        _report(callback, i, x, sigma, x0_hat)
         sigma_down, sigma_up = ancestral_sigmas(sigma, sigma_next, eta)
         derivative = (x - x0_hat) / sigma
         x = x + derivative * (sigma_down - sigma)
         if float(sigma_next) > 0 and eta > 0:
             x = x + _noise_like(x, generator) * sigma_up
-        _report(callback, i, x, sigma_next, x0_hat)
     return x
 
 
+@register("heun", nfe=lambda steps, ends_at_zero: 2 * steps - (1 if ends_at_zero else 0))
 @torch.no_grad()
 def heun(
     denoise: Denoiser,
     x: torch.Tensor,
     sigmas: torch.Tensor,
     *,
-    generator: torch.Generator | None = None,
     callback: Callback | None = None,
     disable: bool = False,
 ) -> torch.Tensor:
@@ -287,11 +354,12 @@ def heun(
 
     An Euler step predicts x at sigma_next, the derivative there corrects it (trapezoid rule).
     Two model calls per step, except the last step to sigma = 0, which is plain Euler
-    (2n - 1 calls for n steps). `generator` is unused.
+    (2n - 1 calls for n steps).
     """
     for i in trange(len(sigmas) - 1, disable=disable):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0_hat = denoise(x, sigma)
+        _report(callback, i, x, sigma, x0_hat)
         derivative = (x - x0_hat) / sigma
         dt = sigma_next - sigma
         x_pred = x + derivative * dt
@@ -300,17 +368,37 @@ def heun(
         else:
             derivative_next = (x_pred - denoise(x_pred, sigma_next)) / sigma_next
             x = x + (derivative + derivative_next) / 2 * dt
-        _report(callback, i, x, sigma_next, x0_hat)
     return x
 
 
-def model_calls(sampler: str, steps: int) -> int:
-    """Number of denoiser evaluations (NFE) `sampler` spends on `steps` steps ending at sigma = 0."""
-    extra = {"heun": steps - 1, "plms": 1 if steps > 1 else 0}
-    return steps + extra.get(sampler, 0)
+SAMPLER_NAMES = tuple(SAMPLERS)
+
+
+def get_sampler(name: str) -> SamplerSpec:
+    """The registry entry (function, NFE formula, options) of sampler `name`.
+
+    ValueError listing SAMPLER_NAMES for an unknown name.
+    """
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; valid samplers: {', '.join(SAMPLER_NAMES)}")
+    return SAMPLERS[name]
+
+
+def model_calls(sampler: str, steps: int, ends_at_zero: bool = True) -> int:
+    """Number of denoiser evaluations (NFE) `sampler` spends on `steps` steps (SAMPLERS[sampler].nfe)."""
+    return get_sampler(sampler).model_calls(steps, ends_at_zero)
+
+
+def _clipped(denoise: Denoiser, limit: float) -> Denoiser:
+    """The denoiser with its x0_hat clipped to [-limit, limit]."""
+    return lambda x, sigma: denoise(x, sigma).clamp(-limit, limit)
 
 
 __all__ = [
+    "SAMPLERS",
+    "SAMPLER_NAMES",
+    "Callback",
+    "SamplerSpec",
     "ancestral_sigmas",
     "ddim",
     "ddim_step",
@@ -319,7 +407,9 @@ __all__ = [
     "dpmpp_2m_step",
     "euler",
     "euler_ancestral",
+    "get_sampler",
     "heun",
     "model_calls",
     "plms",
+    "register",
 ]

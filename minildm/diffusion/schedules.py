@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import torch
 
 SCHEDULE_NAMES = ("scaled_linear", "linear", "cosine")
+INTERPOLATIONS = ("log", "linear")
+"""How noise levels between integer timesteps are read: log sigma or sigma linear in t (NoiseSchedule.t_to_sigma)."""
 
 DEFAULT_BETA_RANGE = {
     "scaled_linear": (0.00085, 0.012),  # Stable Diffusion / LDM text-to-image (REFERENCE.md)
@@ -197,26 +199,38 @@ class NoiseSchedule:
         a = self.alphas_cumprod[t.cpu()].to(like.dtype).to(like.device)  # float64 table stays on CPU (MPS has no float64)
         return a.view(-1, *([1] * (like.ndim - 1)))
 
-    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
-        """Continuous timestep for noise level sigma: linear interpolation of log sigma between steps.
+    def sigma_to_t(self, sigma: torch.Tensor, interpolation: str = "log") -> torch.Tensor:
+        """Continuous timestep for noise level sigma: the inverse of `t_to_sigma`.
 
-        Inverse of `t_to_sigma`; exact (up to rounding) at the training sigmas. Values outside
+        Exact (up to rounding) at the training sigmas; in between, linear interpolation of log sigma
+        (interpolation="log") or of sigma (interpolation="linear"). Values outside
         [sigma_0, sigma_{T-1}] clamp to t = 0 or T - 1. Computed in float64 on the CPU; returns
         float64 on sigma's device (float32 on MPS, which has no float64).
         """
-        log_table = self.log_sigmas
-        log_sigma = sigma.detach().cpu().to(torch.float64).clamp(min=1e-10).log()
-        low = (torch.searchsorted(log_table, log_sigma, right=True) - 1).clamp(0, self.num_timesteps - 2)
-        w = ((log_sigma - log_table[low]) / (log_table[low + 1] - log_table[low])).clamp(0, 1)
+        table, value = self._interpolation_table(interpolation), sigma.detach().cpu().to(torch.float64).contiguous()
+        value = value.clamp(min=1e-10).log() if interpolation == "log" else value
+        low = (torch.searchsorted(table, value, right=True) - 1).clamp(0, self.num_timesteps - 2)
+        w = ((value - table[low]) / (table[low + 1] - table[low])).clamp(0, 1)
         return _to_device(low + w, sigma.device)
 
-    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
-        """Noise level sigma at a continuous timestep t in [0, T-1] (log-linear interpolation; float64)."""
+    def t_to_sigma(self, t: torch.Tensor, interpolation: str = "log") -> torch.Tensor:
+        """Noise level sigma at a continuous timestep t in [0, T-1] (float64).
+
+        Between integer timesteps log sigma (interpolation="log", minildm's default) or sigma itself
+        (interpolation="linear", how diffusers' Euler-type schedulers read fractional timesteps)
+        is linear in t.
+        """
+        table = self._interpolation_table(interpolation)
         t_cpu = t.detach().cpu().to(torch.float64).clamp(0, self.num_timesteps - 1)
         low = t_cpu.floor().long().clamp(max=self.num_timesteps - 2)
         w = t_cpu - low
-        sigma = ((1 - w) * self.log_sigmas[low] + w * self.log_sigmas[low + 1]).exp()
-        return _to_device(sigma, t.device)
+        value = (1 - w) * table[low] + w * table[low + 1]
+        return _to_device(value.exp() if interpolation == "log" else value, t.device)
+
+    def _interpolation_table(self, interpolation: str) -> torch.Tensor:
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"unknown interpolation {interpolation!r}; valid values: {', '.join(INTERPOLATIONS)}")
+        return self.log_sigmas if interpolation == "log" else self.sigmas
 
 
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:

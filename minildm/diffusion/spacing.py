@@ -7,10 +7,19 @@ sigma ("sigma_min", what diffusers' DDIM calls set_alpha_to_one=False).
 
 Timestep spacings (Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps are
 Flawed", Table 2), for T training steps, newest first:
-    leading   arange(n) * (T // n), reversed, + steps_offset   (Stable Diffusion: offset 1 -> 801, 601, ...)
-    trailing  round(arange(T, 0, -T / n)) - 1                  (starts at t = T - 1: pure noise)
-    linspace  round(linspace(0, T - 1, n)), reversed
-Karras et al. 2022 (Eq. 5) instead space sigmas so that sigma^(1/rho) is uniform, rho = 7.
+    leading              arange(n) * (T // n), reversed, + steps_offset   (Stable Diffusion: offset 1 -> 801, 601, ...)
+    trailing             round(arange(T, 0, -T / n)) - 1                  (starts at t = T - 1: pure noise)
+    linspace             round(linspace(0, T - 1, n)), reversed
+    linspace_fractional  linspace(0, T - 1, n), reversed, NOT rounded     (diffusers' Euler, Euler ancestral, Heun)
+    leading_skip_last    leading over n + 1 points, the last dropped      (diffusers' DPM-Solver:
+    linspace_skip_last   linspace over n + 1 points, the last dropped      999, 949, ..., 50 for n = 20)
+The "_skip_last" grids never call the network at t = 0. A fractional timestep's sigma is read
+from the table by `interpolation` (NoiseSchedule.t_to_sigma): "log" (log sigma linear in t,
+minildm's default) or "linear" (sigma linear in t, as diffusers reads its fractional timesteps).
+
+Karras et al. 2022 (Eq. 5) instead space sigmas so that sigma^(1/rho) is uniform, rho = 7,
+between the schedule's smallest and largest sigma (karras_range="schedule"), or between those
+of the spaced timesteps (karras_range="spaced", diffusers' Euler and Heun).
 """
 
 from __future__ import annotations
@@ -20,18 +29,27 @@ import torch
 
 from minildm.diffusion.schedules import NoiseSchedule
 
-SPACINGS = ("leading", "trailing", "linspace")
+SPACINGS = ("leading", "trailing", "linspace", "linspace_fractional", "leading_skip_last", "linspace_skip_last")
 FINAL_SIGMAS = ("zero", "sigma_min")
+KARRAS_RANGES = ("schedule", "spaced")
 
 
 def spaced_timesteps(
     steps: int, num_timesteps: int = 1000, spacing: str = "trailing", steps_offset: int = 0
 ) -> torch.Tensor:
-    """`steps` integer timesteps in [0, T-1], descending, spaced by `spacing` (see module docstring)."""
+    """`steps` timesteps in [0, T-1], descending, spaced by `spacing` (see module docstring).
+
+    Integer (int64) for every spacing but "linspace_fractional", which returns float64.
+    """
     if spacing not in SPACINGS:
         raise ValueError(f"unknown timestep spacing {spacing!r}; valid spacings: {', '.join(SPACINGS)}")
     if not 1 <= steps <= num_timesteps:
         raise ValueError(f"steps must lie in [1, {num_timesteps}], got {steps}")
+    if spacing.endswith("_skip_last"):
+        return spaced_timesteps(steps + 1, num_timesteps, spacing.removesuffix("_skip_last"), steps_offset)[:-1]
+    if spacing == "linspace_fractional":
+        # float32 as diffusers computes it, so that both sides read the same table positions
+        return torch.from_numpy(np.linspace(0, num_timesteps - 1, steps, dtype=np.float32)[::-1].astype(np.float64))
     if spacing == "leading":
         timesteps = np.arange(steps)[::-1] * (num_timesteps // steps) + steps_offset
     elif spacing == "trailing":
@@ -66,19 +84,30 @@ def sampling_sigmas(
     karras: bool = False,
     rho: float = 7.0,
     final_sigma: str = "zero",
+    karras_range: str = "schedule",
+    interpolation: str = "log",
 ) -> torch.Tensor:
     """The n + 1 noise levels (float64, descending) that an n-step sampler visits.
 
-    Without `karras` the first n are the training sigmas at `spaced_timesteps`; with `karras`
-    they follow Eq. 5 of Karras et al. 2022 between the smallest and largest training sigma
-    (`spacing` is then unused). The last level is 0 (final_sigma="zero") or the smallest
-    training sigma (final_sigma="sigma_min").
+    Without `karras` the first n are the training sigmas at `spaced_timesteps` (read with
+    `interpolation` where a timestep is fractional); with `karras` they follow Eq. 5 of Karras
+    et al. 2022 between the smallest and largest sigma of the schedule (karras_range="schedule";
+    `spacing` is then unused) or of the spaced timesteps (karras_range="spaced"). The last level
+    is 0 (final_sigma="zero") or the smallest training sigma (final_sigma="sigma_min").
     """
     if final_sigma not in FINAL_SIGMAS:
         raise ValueError(f"unknown final_sigma {final_sigma!r}; valid values: {', '.join(FINAL_SIGMAS)}")
-    if karras:
+    if karras_range not in KARRAS_RANGES:
+        raise ValueError(f"unknown karras_range {karras_range!r}; valid values: {', '.join(KARRAS_RANGES)}")
+    if karras and karras_range == "schedule":
         sigmas = karras_sigmas(steps, float(schedule.sigmas[0]), float(schedule.sigmas[-1]), rho)
     else:
-        sigmas = schedule.sigmas[spaced_timesteps(steps, schedule.num_timesteps, spacing, steps_offset)]
+        timesteps = spaced_timesteps(steps, schedule.num_timesteps, spacing, steps_offset)
+        if timesteps.is_floating_point():
+            sigmas = schedule.t_to_sigma(timesteps, interpolation)
+        else:
+            sigmas = schedule.sigmas[timesteps]
+        if karras:
+            sigmas = karras_sigmas(steps, float(sigmas.min()), float(sigmas.max()), rho)
     last = torch.zeros(1, dtype=torch.float64) if final_sigma == "zero" else schedule.sigmas[:1]
     return torch.cat([sigmas, last])

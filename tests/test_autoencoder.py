@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import inspect
+import math
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from minildm.autoencoder import AutoencoderKL, DiagonalGaussianDistribution, Encoder, VectorQuantizer, VQModel
+from minildm.autoencoder import (AutoencoderKL, DiagonalGaussianDistribution, Encoder, FirstStage, VectorQuantizer,
+                                 VQModel, codebook_perplexity, codebook_usage, kl_divergence, latent_shape,
+                                 reparameterize)
 from minildm.autoencoder.blocks import Downsample, Upsample
 from minildm.autoencoder.training import KLAutoencoderTrainable, VQAutoencoderTrainable, estimate_scale_factor
 from minildm.losses import Stage1Loss
@@ -29,7 +32,7 @@ def test_sd_v1_vae_has_the_published_parameter_count():
 @pytest.mark.parametrize("ch_mult,factor", [((1,), 1), ((1, 2), 2), ((1, 2, 4), 4)])
 def test_kl_shapes_follow_downsampling_factor(ch_mult, factor):
     torch.manual_seed(0)
-    model = AutoencoderKL(**{**TINY, "ch_mult": ch_mult, "attn_resolutions": (8,)})
+    model = AutoencoderKL(**{**TINY, "ch_mult": ch_mult, "attn_resolutions": (16,)})
     x = torch.randn(2, 3, 16, 16)
     posterior = model.encode(x)
     assert posterior.mean.shape == (2, 4, 16 // factor, 16 // factor)
@@ -79,6 +82,25 @@ def test_diagonal_gaussian_clamps_and_matches_closed_forms():
     torch.testing.assert_close(dist.nll(sample), -normal.log_prob(sample).sum(dim=(1, 2, 3)), rtol=1e-4, atol=1e-3)
     again = dist.sample(torch.Generator().manual_seed(0))
     assert torch.equal(sample, again) and torch.equal(dist.mode(), mean)
+
+
+def test_kl_divergence_matches_torch_distributions():
+    mean, logvar = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
+    reference = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mean, (0.5 * logvar).exp()), torch.distributions.Normal(0.0, 1.0)
+    ).sum(dim=(1, 2, 3))
+    torch.testing.assert_close(kl_divergence(mean, logvar), reference)
+    assert kl_divergence(torch.zeros(2, 3), torch.zeros(2, 3)).abs().max() == 0
+
+
+def test_reparameterize_is_reproducible_and_differentiable():
+    mean = torch.zeros(1000, requires_grad=True)
+    logvar = torch.full((1000,), 2 * torch.log(torch.tensor(3.0)).item(), requires_grad=True)
+    z = reparameterize(mean, logvar, torch.Generator().manual_seed(0))
+    assert torch.equal(z, reparameterize(mean, logvar, torch.Generator().manual_seed(0)))
+    assert z.std().item() == pytest.approx(3.0, rel=0.1)
+    z.sum().backward()
+    torch.testing.assert_close(mean.grad, torch.ones(1000))
 
 
 def test_quantizer_picks_nearest_code_and_reports_usage():
@@ -285,3 +307,92 @@ def test_config_instantiates(path):
         assert path.stem.endswith(f"f{factor}") or path.stem == "sd-v1-vae"
     if path.stem == "sd-v1-vae":
         assert count_parameters(model) == 83_653_863
+
+
+# --- codebook statistics ---------------------------------------------------------------------------
+def test_codebook_usage_and_perplexity_known_values():
+    uniform = torch.arange(8).repeat(4)  # 8 of 16 codes, equally often
+    assert codebook_usage(uniform, 16).item() == 0.5
+    assert codebook_perplexity(uniform, 16).item() == pytest.approx(8.0, rel=1e-5)
+    single = torch.full((3, 4, 4), 2)
+    assert codebook_usage(single, 10).item() == pytest.approx(0.1)
+    assert codebook_perplexity(single, 10).item() == pytest.approx(1.0)
+    skewed = torch.tensor([0, 0, 0, 1])
+    entropy = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert codebook_perplexity(skewed, 2).item() == pytest.approx(math.exp(entropy), rel=1e-5)
+
+
+def test_codebook_statistics_reject_bad_indices():
+    with pytest.raises(ValueError, match=r"lie in \[0, 4\]"):
+        codebook_usage(torch.tensor([0, 5]), 5)
+    with pytest.raises(ValueError, match="integer tensor"):
+        codebook_perplexity(torch.tensor([0.0, 1.0]), 4)
+    with pytest.raises(ValueError, match="empty"):
+        codebook_usage(torch.tensor([], dtype=torch.long), 4)
+
+
+def test_quantizer_batch_statistics_are_the_codebook_statistics_of_its_indices():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(n_embed=16, embed_dim=3)
+    _, _, info = vq(torch.randn(2, 3, 4, 4) / 16)
+    assert info["usage"].item() == pytest.approx(codebook_usage(info["indices"], 16).item())
+    assert info["perplexity"].item() == pytest.approx(codebook_perplexity(info["indices"], 16).item(), rel=1e-6)
+
+
+# --- the first-stage protocol ----------------------------------------------------------------------
+def _tiny(cls, scale_factor):
+    torch.manual_seed(0)
+    extra = {"n_embed": 16} if cls is VQModel else {}
+    return cls(ch=8, ch_mult=(1, 2), num_res_blocks=1, resolution=16, z_channels=3, embed_dim=3, num_groups=4,
+               scale_factor=scale_factor, **extra).eval()
+
+
+@pytest.mark.parametrize("cls", [AutoencoderKL, VQModel])
+def test_first_stage_protocol_scales_latents_and_inverts_the_scale(cls):
+    model = _tiny(cls, 0.37)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert isinstance(model, FirstStage) and model.downsampling_factor == 2
+    with torch.no_grad():
+        raw = model.encode(x).mode() if cls is AutoencoderKL else model.encode(x)  # the unscaled latent
+        z = model.encode_latent(x)
+        torch.testing.assert_close(z, 0.37 * raw)
+        assert z.shape == (2, *latent_shape((3, 16, 16), (1, 2), 3))
+        # decode_latent divides by the scale again: the round trip equals the unscaled one
+        torch.testing.assert_close(model.decode_latent(z), model.decode(raw), atol=1e-5, rtol=1e-4)
+        unscaled_round_trip = model(x, sample_posterior=False)[0] if cls is AutoencoderKL else model(x)[0]
+        torch.testing.assert_close(model.decode_latent(z), unscaled_round_trip, atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(model.decode(z), unscaled_round_trip, atol=1e-3)  # forgetting the scale shows
+
+
+def test_identity_first_stage_follows_the_protocol():
+    from minildm.ldm import IdentityFirstStage
+
+    identity, x = IdentityFirstStage(scale_factor=0.5), torch.randn(2, 3, 4, 4)
+    assert isinstance(identity, FirstStage) and identity.downsampling_factor == 1
+    torch.testing.assert_close(identity.encode_latent(x), 0.5 * x)
+    torch.testing.assert_close(identity.decode_latent(identity.encode_latent(x)), x)
+
+
+def test_latent_shape_follows_ch_mult_and_rejects_indivisible_sizes():
+    assert latent_shape((3, 256, 256), (1, 2, 4, 4), 4) == (4, 32, 32)
+    assert latent_shape((1, 32, 32), (1, 2, 2), 3) == (3, 8, 8)
+    with pytest.raises(ValueError, match="not divisible"):
+        latent_shape((3, 20, 20), (1, 2, 2, 4), 3)
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        latent_shape((32, 32), (1, 2), 3)
+
+
+@pytest.mark.parametrize("ch_mult, expected", [((1,), (3, 16, 16)), ((1, 2), (3, 8, 8)), ((1, 2, 2, 4), (3, 2, 2))])
+def test_latent_shape_matches_the_encoder(ch_mult, expected):
+    assert latent_shape((3, 16, 16), ch_mult, 3) == expected
+    torch.manual_seed(0)
+    model = AutoencoderKL(ch_mult=ch_mult, z_channels=3, embed_dim=3, ch=8, num_res_blocks=1, resolution=16, num_groups=4)
+    assert tuple(model.encode(torch.zeros(1, 3, 16, 16)).mean.shape[1:]) == expected
+
+
+def test_attn_resolutions_are_pixel_sizes_and_others_are_refused():
+    with pytest.raises(ValueError, match=r"valid sizes: \[16, 8\].*pixel sizes"):
+        AutoencoderKL(ch=8, ch_mult=(1, 2), num_res_blocks=1, resolution=16, num_groups=4, attn_resolutions=(2,))
+    model = AutoencoderKL(ch=8, ch_mult=(1, 2), num_res_blocks=1, resolution=16, num_groups=4, attn_resolutions=(8,))
+    assert [len(level.attn) for level in model.encoder.down] == [0, 1]
+

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 import minildm.pretrained as pretrained
 from minildm.ldm import LatentDataset
-from minildm.pretrained.evaluate import evaluate, held_out_images
+from minildm.data import load_images
+from minildm.pretrained.evaluate import evaluate
 from minildm.train import ConfigError, load_config, train_from_config
 
 TINY_VQ = ["model.params.autoencoder.ch=8", "model.params.autoencoder.num_groups=4", "model.params.autoencoder.n_embed=16",
@@ -48,7 +49,7 @@ def test_evaluate_autoencoder_counts_codes_over_the_whole_set(tmp_path):
     config = load_config("autoencoder/shapes-vq-f4", TINY_VQ)
     metrics = evaluate(trainer.model, config, num_images=48)
     model = trainer.model.autoencoder.eval().cpu()  # evaluate() ran it on its training device
-    images, _ = held_out_images(config["data"], 48)
+    images, _ = load_images(config["data"], 48)
     with torch.no_grad():
         _, _, info = model.quantize(model.encode_pre_quant(images))
         recon = model.decode_latent(model.encode_latent(images)).clamp(-1, 1)
@@ -142,7 +143,7 @@ def test_shipped_ldms_draw_the_asked_class(name, judge, bar):
     from minildm.pretrained.evaluate import evaluate_ldm
 
     info = pretrained.manifest(name)
-    real, _ = held_out_images(info["config"]["data"], 64)
+    real, _ = load_images(info["config"]["data"], 64)
     num_classes = dataset_info(info["config"]["data"]["name"])["num_classes"]
     metrics = evaluate_ldm(pretrained.load(name), pretrained.load(judge), real, num_classes, per_class=3, seed=1)
     assert metrics["judge_accuracy"] >= bar and info["metrics"]["judge_accuracy"] >= bar

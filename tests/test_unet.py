@@ -204,6 +204,18 @@ def test_unet_output_shape_zero_init_and_layout():
     assert model.time_embed[0].out_features == 4 * TINY["model_channels"]
 
 
+def test_unet_first_level_wider_than_model_channels():
+    # channel_mult[0] != 1: the last output block and the output head work at model_channels * channel_mult[0]
+    torch.manual_seed(0)
+    unet = UNetModel(**{**TINY, "channel_mult": (2, 4), "context_dim": None})
+    assert unet.out[0].num_channels == 32 and unet.out[2].in_channels == 32
+    with torch.no_grad():
+        for p in unet.out.parameters():
+            p.normal_()
+        out = unet(torch.randn(2, 4, 8, 8), torch.tensor([1, 500]))
+    assert out.shape == (2, 4, 8, 8) and out.abs().sum() > 0
+
+
 def test_unet_conditioning_changes_output_and_scalar_timestep():
     torch.manual_seed(0)
     model = randomize(UNetModel(**TINY), std=0.1).eval()

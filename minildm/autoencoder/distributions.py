@@ -1,4 +1,9 @@
-"""The KL autoencoder's posterior q(z|x) = N(mean, diag(exp(logvar))) (LDM Sec. 3.1)."""
+"""The KL autoencoder's posterior q(z|x) = N(mean, diag(exp(logvar))) (LDM Sec. 3.1; Kingma & Welling, 2014).
+
+    reparameterize                  z = mean + exp(logvar / 2) * eps: a sample that keeps gradients
+    kl_divergence                   KL(q(z|x) || N(0, I)) in closed form, per sample
+    DiagonalGaussianDistribution    the encoder's moments as a distribution (sample, mode, kl, nll)
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,19 @@ import math
 
 import torch
 
-from minildm.losses.functional import kl_divergence, reparameterize
+from minildm.utils import randn
+
+
+def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """z = mean + exp(logvar / 2) * eps with eps ~ N(0, I) (Kingma & Welling, 2014): a sample that keeps gradients."""
+    eps = randn(mean.shape, generator, device=mean.device, dtype=mean.dtype)
+    return mean + torch.exp(0.5 * logvar) * eps
+
+
+def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) = 0.5 * sum(mean^2 + var - 1 - logvar), summed per sample -> (B,)."""
+    per_element = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
+    return per_element.flatten(1).sum(dim=1)
 
 
 class DiagonalGaussianDistribution:

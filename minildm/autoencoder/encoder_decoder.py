@@ -31,7 +31,8 @@ def _mid_block(channels: int, dropout: float, num_groups: int) -> nn.Module:
     return mid
 
 
-def _check_config(ch: int, ch_mult: Sequence[int], num_res_blocks: int, resolution: int) -> None:
+def _check_config(ch: int, ch_mult: Sequence[int], num_res_blocks: int, resolution: int,
+                  attn_resolutions: Sequence[int] = ()) -> None:
     if ch <= 0 or num_res_blocks < 0 or len(ch_mult) == 0 or any(m <= 0 for m in ch_mult):
         raise ValueError(
             f"need ch > 0, num_res_blocks >= 0 and a non-empty ch_mult of positive ints; "
@@ -40,6 +41,12 @@ def _check_config(ch: int, ch_mult: Sequence[int], num_res_blocks: int, resoluti
     factor = 2 ** (len(ch_mult) - 1)
     if resolution % factor != 0:
         raise ValueError(f"resolution {resolution} is not divisible by the downsampling factor {factor} of ch_mult={tuple(ch_mult)}")
+    sizes = [resolution // 2**level for level in range(len(ch_mult))]
+    bad = [r for r in attn_resolutions if r not in sizes]
+    if bad:
+        raise ValueError(f"attn_resolutions {bad} are not feature-map sizes of this autoencoder; valid sizes: {sizes} "
+                         f"(attn_resolutions are pixel sizes measured against resolution={resolution}, unlike the "
+                         f"UNet's attention_resolutions, which are downsampling rates)")
 
 
 class Encoder(nn.Module):
@@ -60,7 +67,7 @@ class Encoder(nn.Module):
         num_groups: int = 32,
     ):
         super().__init__()
-        _check_config(ch, ch_mult, num_res_blocks, resolution)
+        _check_config(ch, ch_mult, num_res_blocks, resolution, attn_resolutions)
         self.num_resolutions = len(ch_mult)
         self.num_res_blocks = num_res_blocks
         self.conv_in = nn.Conv2d(in_channels, ch, kernel_size=3, stride=1, padding=1)
@@ -117,7 +124,7 @@ class Decoder(nn.Module):
         num_groups: int = 32,
     ):
         super().__init__()
-        _check_config(ch, ch_mult, num_res_blocks, resolution)
+        _check_config(ch, ch_mult, num_res_blocks, resolution, attn_resolutions)
         self.num_resolutions = len(ch_mult)
         self.num_res_blocks = num_res_blocks
         block_in = ch * ch_mult[-1]

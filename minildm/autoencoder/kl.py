@@ -14,17 +14,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
 from minildm.autoencoder.distributions import DiagonalGaussianDistribution
-from minildm.autoencoder.encoder_decoder import Decoder, Encoder
+from minildm.autoencoder.first_stage import Autoencoder
 
 
-class AutoencoderKL(nn.Module):
+class AutoencoderKL(Autoencoder):
     """Encoder + diagonal-Gaussian posterior + Decoder; `encode`, `decode`, `forward`.
 
     `scale_factor` is a buffer (saved in the state dict): 1 / std of the latents, used by
-    `encode_latent` / `decode_latent`, the interface stage 2 uses.
+    `encode_latent` / `decode_latent`, the interface stage 2 uses (`FirstStage`).
+    Names follow the CompVis first-stage configs (so their YAML maps one to one): `attn_resolutions` are
+    PIXEL SIZES of feature maps (e.g. 16 = the level whose maps are 16 x 16; the UNet's
+    `attention_resolutions` are downsampling rates instead), and `num_groups` is the GroupNorm group
+    count (the UNet's `norm_num_groups`). A size that no level has raises ValueError.
     """
 
     def __init__(
@@ -43,25 +46,15 @@ class AutoencoderKL(nn.Module):
         num_groups: int = 32,
         scale_factor: float = 1.0,
     ):
-        super().__init__()
-        common = dict(ch=ch, ch_mult=tuple(ch_mult), num_res_blocks=num_res_blocks, attn_resolutions=tuple(attn_resolutions),
-                      dropout=dropout, resolution=resolution, z_channels=z_channels, num_groups=num_groups)
-        self.encoder = Encoder(in_channels=in_channels, double_z=True, **common)
-        self.decoder = Decoder(out_ch=out_ch, **common)
-        self.quant_conv = nn.Conv2d(2 * z_channels, 2 * embed_dim, kernel_size=1)
-        self.post_quant_conv = nn.Conv2d(embed_dim, z_channels, kernel_size=1)
-        self.embed_dim = embed_dim
-        self.downsampling_factor = 2 ** (len(ch_mult) - 1)
-        self.register_buffer("scale_factor", torch.tensor(float(scale_factor)))
+        super().__init__(ch=ch, ch_mult=ch_mult, num_res_blocks=num_res_blocks, attn_resolutions=attn_resolutions,
+                         dropout=dropout, in_channels=in_channels, out_ch=out_ch, resolution=resolution,
+                         z_channels=z_channels, embed_dim=embed_dim, num_groups=num_groups,
+                         scale_factor=scale_factor, moments=2)
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussianDistribution:
         """q(z|x) for images x (B, C, H, W) in [-1, 1]; its mean is (B, embed_dim, H/f, W/f)."""
         moments = self.quant_conv(self.encoder(x))  # (B, 2*embed_dim, H/f, W/f)
         return DiagonalGaussianDistribution(moments)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Images (B, out_ch, H, W) from latents z (B, embed_dim, H/f, W/f)."""
-        return self.decoder(self.post_quant_conv(z))
 
     def forward(
         self, x: torch.Tensor, sample_posterior: bool = True, generator: torch.Generator | None = None
@@ -71,17 +64,13 @@ class AutoencoderKL(nn.Module):
         z = posterior.sample(generator) if sample_posterior else posterior.mode()
         return self.decode(z), posterior
 
-    def encode_latent(self, x: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The latent stage 2 diffuses: scale_factor * z with z the posterior mean (or a sample)."""
+    def unscaled_latent(self, x: torch.Tensor, sample: bool = False,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+        """z = the posterior mean (or a posterior sample), before scaling."""
         posterior = self.encode(x)
-        z = posterior.sample(generator) if sample else posterior.mode()
-        return self.scale_factor * z
+        return posterior.sample(generator) if sample else posterior.mode()
 
-    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
-        """Inverse of `encode_latent`: images from scale_factor * z."""
-        return self.decode(latent / self.scale_factor)
-
-    @property
-    def last_layer(self) -> torch.Tensor:
-        """The decoder's final conv weight (where the stage-1 loss measures its adaptive GAN weight)."""
-        return self.decoder.last_layer
+    def encode_latent(self, x: torch.Tensor, sample: bool = False,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """The latent stage 2 diffuses: scale_factor * z with z the posterior mean (or a sample)."""
+        return self.scale_factor * self.unscaled_latent(x, sample, generator)

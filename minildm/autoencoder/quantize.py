@@ -20,6 +20,11 @@ Optional extras (off by default):
   term is then dropped from the loss.
 - `dead_code_threshold > 0`: in training, codes whose running usage count falls
   below the threshold are restarted at random encoder outputs of the current batch.
+
+Health of a codebook (notebooks 02 and 04): `codebook_usage`, the fraction of codes used at
+least once, and `codebook_perplexity`, exp(entropy) of the code histogram, the "effective number
+of codes". Count them over a whole evaluation set: one batch holds fewer positions than many
+codebooks have codes (the quantizer's per-batch values in `info` are training logs only).
 """
 
 from __future__ import annotations
@@ -51,6 +56,43 @@ def vq_loss(z: torch.Tensor, z_q: torch.Tensor, beta: float = 0.25) -> tuple[tor
     codebook_loss = F.mse_loss(z.detach(), z_q)
     commitment_loss = F.mse_loss(z, z_q.detach())
     return codebook_loss + beta * commitment_loss, codebook_loss, commitment_loss
+
+
+def _code_histogram(indices: torch.Tensor, n_embed: int) -> torch.Tensor:
+    """Counts (n_embed,) of each code among integer `indices` of any shape, after checking them."""
+    if indices.is_floating_point() or indices.is_complex():
+        raise ValueError(f"indices must be an integer tensor of code indices, got dtype {indices.dtype}")
+    if indices.numel() == 0:
+        raise ValueError("indices is empty: need at least one code index")
+    low, high = indices.min().item(), indices.max().item()
+    if low < 0 or high >= n_embed:
+        raise ValueError(f"code indices must lie in [0, {n_embed - 1}] for n_embed={n_embed}, "
+                         f"got values in [{low}, {high}]")
+    return torch.bincount(indices.flatten().long(), minlength=n_embed)
+
+
+def _perplexity_of_counts(counts: torch.Tensor) -> torch.Tensor:
+    """exp(-sum_k p_k log p_k), p = counts / sum(counts), with 0 log 0 = 0 (float64, no host sync)."""
+    p = counts.double() / counts.sum()
+    return torch.exp(-torch.xlogy(p, p).sum())
+
+
+def codebook_usage(indices: torch.Tensor, n_embed: int) -> torch.Tensor:
+    """Fraction of the `n_embed` codes that occur at least once in `indices` (any shape): a 0-dim float tensor.
+
+    Computed over ALL the indices given, e.g. a whole evaluation set, not per batch (a batch of
+    64 images at f = 4 holds only 64 * 8 * 8 = 4096 positions, fewer than many codebooks have codes).
+    """
+    return (_code_histogram(indices, n_embed) > 0).float().mean()
+
+
+def codebook_perplexity(indices: torch.Tensor, n_embed: int) -> torch.Tensor:
+    """exp(-sum_k p_k log p_k) with p_k the fraction of `indices` equal to code k: a 0-dim float tensor.
+
+    n_embed when every code is used equally often, 1 when one code takes everything
+    (VQ-VAE / VQGAN's "perplexity", the effective number of codes in use).
+    """
+    return _perplexity_of_counts(_code_histogram(indices, n_embed)).float()
 
 
 class VectorQuantizer(nn.Module):
@@ -94,9 +136,8 @@ class VectorQuantizer(nn.Module):
         """Quantize z (B, C, H, W): returns (z_q with straight-through gradient, loss, info).
 
         loss = ||sg[z] - e||^2 + beta * ||z - sg[e]||^2 (means over elements; the first term
-        is dropped with EMA codebooks). info holds `indices` (B, H, W), `perplexity`
-        (exp of the code-usage entropy in this batch), `usage` (fraction of codes used in
-        this batch), `codebook_loss` and `commitment_loss` (detached).
+        is dropped with EMA codebooks). info holds `indices` (B, H, W), `perplexity` and
+        `usage` of this batch's codes (see `codebook_perplexity`, `codebook_usage`), `codebook_loss` and `commitment_loss` (detached).
         """
         if z.shape[1] != self.embed_dim:
             raise ValueError(f"expected latents with {self.embed_dim} channels (embed_dim), got shape {tuple(z.shape)}")
@@ -117,12 +158,11 @@ class VectorQuantizer(nn.Module):
 
         z_q = straight_through(z_flat, e)  # value e, gradient identity to z
         z_q = z_q.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()  # (BHW, C) -> (B, C, H, W)
-        probs = one_hot.mean(0)
-        perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
+        counts = one_hot.sum(0).detach()  # (n_embed,) codes of this batch: the statistics' histogram, unchecked
         info = {
             "indices": indices.reshape(b, h, w),
-            "perplexity": perplexity.detach(),
-            "usage": (probs > 0).float().mean(),
+            "perplexity": _perplexity_of_counts(counts).float(),
+            "usage": (counts > 0).float().mean(),
             "codebook_loss": codebook_loss.detach(),
             "commitment_loss": commitment_loss.detach(),
         }

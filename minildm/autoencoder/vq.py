@@ -13,14 +13,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
-from minildm.autoencoder.encoder_decoder import Decoder, Encoder
+from minildm.autoencoder.first_stage import Autoencoder
 from minildm.autoencoder.quantize import VectorQuantizer
 
 
-class VQModel(nn.Module):
-    """Encoder + VectorQuantizer (n_embed codes of size embed_dim) + Decoder; `encode`, `decode`, `forward`."""
+class VQModel(Autoencoder):
+    """Encoder + VectorQuantizer (n_embed codes of size embed_dim) + Decoder; `encode`, `decode`, `forward`.
+
+    Names follow the CompVis first-stage configs (so their YAML maps one to one): `attn_resolutions` are
+    PIXEL SIZES of feature maps (e.g. 16 = the level whose maps are 16 x 16; the UNet's
+    `attention_resolutions` are downsampling rates instead), and `num_groups` is the GroupNorm group
+    count (the UNet's `norm_num_groups`). A size that no level has raises ValueError.
+    """
 
     def __init__(
         self,
@@ -43,18 +48,12 @@ class VQModel(nn.Module):
         num_groups: int = 32,
         scale_factor: float = 1.0,
     ):
-        super().__init__()
-        common = dict(ch=ch, ch_mult=tuple(ch_mult), num_res_blocks=num_res_blocks, attn_resolutions=tuple(attn_resolutions),
-                      dropout=dropout, resolution=resolution, z_channels=z_channels, num_groups=num_groups)
-        self.encoder = Encoder(in_channels=in_channels, double_z=False, **common)
-        self.decoder = Decoder(out_ch=out_ch, **common)
-        self.quant_conv = nn.Conv2d(z_channels, embed_dim, kernel_size=1)
+        super().__init__(ch=ch, ch_mult=ch_mult, num_res_blocks=num_res_blocks, attn_resolutions=attn_resolutions,
+                         dropout=dropout, in_channels=in_channels, out_ch=out_ch, resolution=resolution,
+                         z_channels=z_channels, embed_dim=embed_dim, num_groups=num_groups,
+                         scale_factor=scale_factor, moments=1)
         self.quantize = VectorQuantizer(n_embed, embed_dim, beta=beta, ema_decay=ema_decay, dead_code_threshold=dead_code_threshold)
-        self.post_quant_conv = nn.Conv2d(embed_dim, z_channels, kernel_size=1)
-        self.embed_dim = embed_dim
         self.quantize_in_decoder = quantize_in_decoder
-        self.downsampling_factor = 2 ** (len(ch_mult) - 1)
-        self.register_buffer("scale_factor", torch.tensor(float(scale_factor)))
 
     def encode_pre_quant(self, x: torch.Tensor) -> torch.Tensor:
         """The continuous latent h (B, embed_dim, H/f, W/f) before quantization."""
@@ -67,30 +66,25 @@ class VQModel(nn.Module):
             return h
         return self.quantize(h)[0]
 
+    def unscaled_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """`encode(x)`: what stage 2 diffuses, before scaling."""
+        return self.encode(x)
+
+    def code_indices(self, x: torch.Tensor) -> torch.Tensor:
+        """The code index (B, H/f, W/f) each latent position of images x is quantized to."""
+        return self.quantize(self.encode_pre_quant(x))[2]["indices"]
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Images (B, out_ch, H, W) from latents (quantized first when `quantize_in_decoder`)."""
         if self.quantize_in_decoder:
             z = self.quantize(z)[0]
-        return self.decoder(self.post_quant_conv(z))
+        return super().decode(z)
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Images from code indices (B, h, w)."""
-        return self.decoder(self.post_quant_conv(self.quantize.get_codebook_entry(indices)))
+        return super().decode(self.quantize.get_codebook_entry(indices))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Reconstruct x through the codebook: returns (x_hat, quantization loss, quantizer info)."""
         z_q, vq_loss, info = self.quantize(self.encode_pre_quant(x))
-        return self.decoder(self.post_quant_conv(z_q)), vq_loss, info
-
-    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
-        """The latent stage 2 diffuses: scale_factor * encode(x)."""
-        return self.scale_factor * self.encode(x)
-
-    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
-        """Inverse of `encode_latent`."""
-        return self.decode(latent / self.scale_factor)
-
-    @property
-    def last_layer(self) -> torch.Tensor:
-        """The decoder's final conv weight (where the stage-1 loss measures its adaptive GAN weight)."""
-        return self.decoder.last_layer
+        return super().decode(z_q), vq_loss, info

@@ -6,6 +6,7 @@ Built in (offline): `shapes` (procedural, with captions/boxes/segmentation), `di
 Items are dicts whose "image" is a (C, H, W) float tensor in [-1, 1].
 """
 
+from minildm.data.batches import balanced_labels, load_images, stack_items
 from minildm.data.files import DatasetNotFoundError, data_root
 from minildm.data.registry import available_datasets, dataset_info, dataset_options, get_dataset
 from minildm.data.shapes import ShapesDataset, shape_class_names
@@ -16,13 +17,16 @@ __all__ = [
     "DatasetNotFoundError",
     "ShapesDataset",
     "available_datasets",
+    "balanced_labels",
     "data_root",
     "dataset_info",
     "dataset_options",
     "download",
     "get_dataset",
     "image_grid",
+    "load_images",
     "resize_image",
     "shape_class_names",
+    "stack_items",
     "to_image",
 ]

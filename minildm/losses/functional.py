@@ -1,26 +1,14 @@
-"""Small stateless loss functions of the first stage (LDM Sec. 3.1, App. G).
+"""Small stateless loss functions of the first stage (LDM Sec. 3.1, App. G): GAN losses and the adaptive weight.
 
-Each is a graded exercise in the course, so each stands alone with a plain signature.
+Each is a graded exercise in the course, so each stands alone with a plain signature. The VAE's
+`reparameterize` and `kl_divergence` live with the posterior they belong to, in
+`minildm.autoencoder.distributions`.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from minildm.utils import randn
-
-
-def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """z = mean + exp(logvar / 2) * eps with eps ~ N(0, I) (Kingma & Welling, 2014): a sample that keeps gradients."""
-    eps = randn(mean.shape, generator, device=mean.device, dtype=mean.dtype)
-    return mean + torch.exp(0.5 * logvar) * eps
-
-
-def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, exp(logvar)) || N(0, I)) = 0.5 * sum(mean^2 + var - 1 - logvar), summed per sample -> (B,)."""
-    per_element = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
-    return per_element.flatten(1).sum(dim=1)
 
 
 def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:

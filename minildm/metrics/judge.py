@@ -5,13 +5,20 @@ weights need a download):
 - class accuracy of conditional samples: does a sample drawn for class c look like c?
 - a feature space (the penultimate layer) for Fréchet / KID distances between real and
   generated images (`minildm.metrics.distance`).
+
+`sample_and_judge` does both for a class-conditional LDM: what checkpoint manifests
+(minildm.pretrained.evaluate) and the benchmarks report.
 """
 
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from minildm.metrics.distance import frechet_distance
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -83,3 +90,34 @@ def judge_accuracy(judge: JudgeClassifier, images: torch.Tensor, labels: torch.T
     """Fraction of `images` that `judge` labels as `labels` (the asked classes)."""
     predictions = judge.predict(images)  # on the judge's device, wherever the images were
     return (predictions == labels.to(predictions.device)).float().mean().item()
+
+
+@torch.no_grad()
+def judge_features(judge: JudgeClassifier, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """(N, C, H, W) -> (N, D) judge features, `batch_size` images at a time, on the CPU."""
+    judge.eval()
+    return torch.cat([judge.features(chunk).cpu() for chunk in images.split(batch_size)])
+
+
+@torch.no_grad()
+def sample_and_judge(ldm: nn.Module, judge: JudgeClassifier, labels: torch.Tensor, real_features: torch.Tensor,
+                     sampler: str = "dpmpp_2m", steps: int = 20, guidance_scale: float = 3.0, seed: int = 0,
+                     batch_size: int = 120) -> dict[str, float]:
+    """Sample one image per entry of `labels` from a class-conditional LDM, then judge them.
+
+    Returns judge_accuracy (samples the judge labels as the asked class), judge_frechet_distance
+    (Fréchet distance between judge features of the samples and `real_features`, see
+    `judge_features`), and sample_s_per_image / sample_cpu_s_per_image (wall-clock and CPU seconds,
+    sampling and decoding). Batches of `batch_size` draw their starting noise in turn from one CPU
+    generator seeded with `seed`, so the samples do not depend on the batch size.
+    """
+    ldm.eval()
+    judge.eval()
+    generator = torch.Generator().manual_seed(seed)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    samples = torch.cat([ldm.sample(labels=chunk, sampler=sampler, steps=steps, guidance_scale=guidance_scale,
+                                    generator=generator, progress=False).cpu() for chunk in labels.split(batch_size)])
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return {"judge_accuracy": judge_accuracy(judge, samples, labels),
+            "judge_frechet_distance": frechet_distance(judge_features(judge, samples), real_features),
+            "sample_s_per_image": seconds / labels.numel(), "sample_cpu_s_per_image": cpu_seconds / labels.numel()}

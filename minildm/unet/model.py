@@ -183,9 +183,9 @@ class UNetModel(nn.Module):
                     ds //= 2
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
-        self.out = nn.Sequential(
-            nn.GroupNorm(norm_num_groups, ch), nn.SiLU(), nn.Conv2d(model_channels, out_channels, 3, padding=1)
-        )
+        # the last output block leaves model_channels * channel_mult[0] channels (= model_channels in every
+        # released model, where channel_mult[0] == 1)
+        self.out = nn.Sequential(nn.GroupNorm(norm_num_groups, ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
         nn.init.zeros_(self.out[2].weight)
         nn.init.zeros_(self.out[2].bias)
 

@@ -27,10 +27,8 @@ second of one dedicated core), so both models get the same compute whatever the 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -42,7 +40,11 @@ from torch import nn
 from minildm.ldm import LatentDiffusion
 from minildm.metrics import frechet_distance, judge_accuracy
 from minildm.train import EMA, load_config
+from minildm.pretrained import resolve
 from minildm.train.optim import learning_rate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_info  # noqa: E402  (benchmarks/common.py)
 
 UNET_FAMILY = "demo/shapes-ldm"
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -54,6 +56,7 @@ def build_models(first_stage: str | dict[str, Any], params: dict[str, Any] | Non
                  seed: int = 0) -> dict[str, LatentDiffusion]:
     """{"pixel DDPM": identity first stage, "LDM-f<f>": `first_stage`}: the same UNet with the same initial weights.
 
+    first_stage: anything `minildm.pretrained.resolve` loads (a course checkpoint name, a run folder, a config).
     params: LatentDiffusion keyword arguments without `first_stage` (default: the demo LDM's,
     `minildm/configs/demo/shapes-ldm.yaml`); both first stages must give 3-channel inputs.
     """
@@ -61,7 +64,7 @@ def build_models(first_stage: str | dict[str, Any], params: dict[str, Any] | Non
         params = load_config(UNET_FAMILY, ["model.params.first_stage=null"])["model"]["params"]
     torch.manual_seed(seed)
     pixel = LatentDiffusion(**{**params, "first_stage": None})
-    latent = LatentDiffusion(**{**params, "first_stage": first_stage})
+    latent = LatentDiffusion(**{**params, "first_stage": resolve(first_stage)})
     latent.unet.load_state_dict(pixel.unet.state_dict())  # the same starting point for both
     if pixel.conditioner is not None:
         latent.conditioner.load_state_dict(pixel.conditioner.state_dict())
@@ -233,14 +236,6 @@ def equal_wall_clock(models: dict[str, LatentDiffusion], judge: nn.Module, secon
     return rows
 
 
-def load_judge(spec: str) -> nn.Module:
-    """The judge classifier from a training run folder or a course checkpoint name ("judge-shapes")."""
-    from minildm import pretrained
-    from minildm.train import load_model
-
-    return load_model(spec) if Path(spec).exists() else pretrained.load(spec)
-
-
 # --- output ----------------------------------------------------------------------------------
 def format_throughput(result: dict[str, Any]) -> str:
     """Markdown table of `throughput`'s result."""
@@ -287,11 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     command = " ".join(["python benchmarks/pixels_vs_latents.py", *(sys.argv[1:] if argv is None else argv)])
-    result: dict[str, Any] = {"meta": {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(), "command": command,
-        "unet_family": UNET_FAMILY, "first_stage": args.first_stage}}
+    result: dict[str, Any] = {"meta": {**machine_info(), "command": command, "unet_family": UNET_FAMILY,
+                                       "first_stage": args.first_stage}}
 
     print(f"torch threads: {torch.get_num_threads()}, batch {args.batch}, {args.clock} seconds")
     result["throughput"] = throughput(build_models(args.first_stage), args.batch, args.steps, args.samples,
@@ -299,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     print(format_throughput(result["throughput"]), flush=True)
 
     if args.wall_clock:
-        judge = load_judge(args.judge)
+        judge = resolve(args.judge)
         train = shapes_images("train", args.train_images)
         real, real_labels = shapes_images("val", args.num_real)
         result["wall_clock"] = {

@@ -27,10 +27,8 @@ timesteps spaced "trailing" (minildm.diffusion.sample's default).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -40,6 +38,10 @@ import torch
 from torch import nn
 
 from minildm.diffusion import SAMPLER_NAMES, NoiseSchedule, sample
+from minildm.pretrained import resolve
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load_with_data, machine_info  # noqa: E402  (benchmarks/common.py)
 
 TOY_MU, TOY_S = 0.5, 0.5
 CHECKPOINT_RUNS = ("ddim:10", "ddim:20", "ddim:50", "plms:20", "dpmpp_2m:10", "dpmpp_2m:20", "euler:20", "heun:10",
@@ -101,28 +103,6 @@ def run_toy(runs: list[tuple[str, int]], num_samples: int = 4000, seed: int = 0,
 
 
 # --- a trained class-conditional LDM, judged -------------------------------------------------
-def load_course_model(spec: str) -> nn.Module:
-    """A model from a training run folder (train.load_model, EMA weights) or a course checkpoint name (pretrained)."""
-    from minildm import pretrained
-    from minildm.train import load_model
-
-    if Path(spec).exists():
-        return load_model(spec, ema=True)
-    if spec in pretrained.available():
-        return pretrained.load(spec)
-    raise ValueError(f"{spec!r} is neither an existing training run folder nor a course checkpoint; "
-                     f"course checkpoints available: {', '.join(pretrained.available()) or '(none yet)'}")
-
-
-def data_config(spec: str) -> dict[str, Any]:
-    """The `data` section (name, size, options) the model of `spec` (run folder or course name) was trained on."""
-    from minildm import pretrained
-    from minildm.train.checkpoint import find_checkpoint, read_state
-
-    config = read_state(find_checkpoint(spec))["config"] if Path(spec).exists() else pretrained.manifest(spec)["config"]
-    return config["data"]
-
-
 def balanced_labels(num_classes: int, min_samples: int) -> torch.Tensor:
     """Every class equally often, at least `min_samples` in all: (0, 0, ..., 1, 1, ..., C-1)."""
     return torch.arange(num_classes).repeat_interleave(math.ceil(min_samples / num_classes))
@@ -218,13 +198,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def machine_info() -> dict[str, Any]:
-    """Date, torch version, threads and CPU: what a results table must name."""
-    return {"date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.processor()
-            or platform.machine(), "device": "cpu"}
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -263,9 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         from minildm.metrics import judge_accuracy
 
-        data = data_config(args.checkpoint)
+        ldm, data = load_with_data(args.checkpoint)
         judge_spec = args.judge or f"judge-{data['name']}"
-        ldm, judge = load_course_model(args.checkpoint), load_course_model(judge_spec)
+        judge = resolve(judge_spec)
         real, real_classes = real_images(data, args.num_real, args.real_split)
         labels = balanced_labels(ldm.conditioner.num_classes, args.min_samples)
         meta.update(problem="checkpoint", checkpoint=args.checkpoint, judge=judge_spec, dataset=data,

@@ -36,6 +36,9 @@ from minildm.data import get_dataset
 from minildm.losses import LPIPS
 from minildm.train import train_from_config
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load_with_data  # noqa: E402  (benchmarks/common.py)
+
 CH_MULT = {2: [1, 2], 4: [1, 2, 2], 8: [1, 2, 2, 4]}
 NUM_EXAMPLES = 6  # held-out images whose reconstructions are stored (as PNG text) for notebook 04
 DATASETS, KINDS = ("shapes", "digits"), ("kl", "vq")
@@ -97,19 +100,6 @@ def run_sweep(args: argparse.Namespace, lpips: LPIPS, on_row: Callable[[list[dic
     return rows
 
 
-def _load(name_or_dir: str) -> tuple[torch.nn.Module, dict[str, Any], str]:
-    """(model, its config's data section, label) of a course checkpoint name or a training run folder."""
-    from minildm import pretrained
-
-    if Path(name_or_dir).is_dir():
-        from minildm.train import load_model
-        from minildm.train.checkpoint import find_checkpoint, read_state
-
-        config = read_state(find_checkpoint(name_or_dir))["config"]
-        return load_model(name_or_dir), config["data"], Path(name_or_dir).name
-    return pretrained.load(name_or_dir), pretrained.manifest(name_or_dir)["config"]["data"], name_or_dir
-
-
 def run_checkpoints(args: argparse.Namespace, lpips: LPIPS) -> list[dict[str, Any]]:
     """Evaluate shipped checkpoints (or run folders); missing shipped names are reported and skipped."""
     from minildm import pretrained
@@ -121,7 +111,8 @@ def run_checkpoints(args: argparse.Namespace, lpips: LPIPS) -> list[dict[str, An
             print(f"  {name}: not shipped yet (available: {', '.join(pretrained.available()) or 'none'}); skipped",
                   file=sys.stderr)
             continue
-        model, data, label = _load(name)
+        model, data = load_with_data(name)
+        label = Path(name).name if Path(name).is_dir() else name
         dataset = data["name"]
         images, split = eval_images(dataset, args.eval_images, data.get("size", 32), data.get("options"))
         autoencoder = getattr(model, "autoencoder", model)

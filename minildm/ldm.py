@@ -18,7 +18,6 @@ condition dropout); sampling mixes conditional and unconditional predictions.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -48,33 +47,19 @@ class IdentityFirstStage(nn.Module):
         return z
 
 
-def load_first_stage(spec: str | Mapping[str, Any] | None) -> nn.Module:
-    """Build the first stage from a checkpoint folder, a course checkpoint name, an architecture spec or None.
+def as_first_stage(model: nn.Module | None) -> nn.Module:
+    """The first stage LatentDiffusion uses for `model`: None -> identity (pixel space), a trainable -> its autoencoder.
 
-    - None: identity (pixel-space diffusion);
-    - a folder written by the trainer (`runs/.../checkpoints/last`) or a course name
-      ("shapes-kl-f4", see `minildm.pretrained`): a trained autoencoder, weights included;
-    - {"target": "autoencoder_kl" | "vq_model", "params": {...}}: the architecture only;
-      the weights then come from the LatentDiffusion checkpoint itself.
+    Where a first stage comes from (a course checkpoint name, a run folder, a config) is decided
+    before the LatentDiffusion is built: `minildm.pretrained.build_model` resolves a config's
+    `first_stage:` with `minildm.pretrained.resolve`, so this module never loads anything.
     """
-    if spec is None:
+    if model is None:
         return IdentityFirstStage()
-    if isinstance(spec, Mapping):
-        from minildm.train import build_model
-
-        return _unwrap(build_model({"model": dict(spec)}))
-    if Path(spec).exists():
-        from minildm.train import load_model
-
-        return _unwrap(load_model(spec, ema=True))
-    from minildm.pretrained import load as load_pretrained
-
-    return _unwrap(load_pretrained(spec))
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """Trainables (autoencoder + loss + discriminator) -> the autoencoder alone."""
-    model = getattr(model, "autoencoder", model)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"first_stage must be an nn.Module (an autoencoder) or None, got {type(model).__name__}; "
+                        "load one by name or folder with minildm.pretrained.resolve")
+    model = getattr(model, "autoencoder", model)  # trainables (autoencoder + loss + discriminator) -> the autoencoder
     for name in ("encode_latent", "decode_latent", "scale_factor"):
         if not hasattr(model, name):
             raise TypeError(f"a first stage needs `{name}`; {type(model).__name__} has none "
@@ -126,7 +111,8 @@ class LatentDiffusion(nn.Module):
 
     Args:
         unet: keyword arguments of `UNetModel` (in_channels must equal the latent channels).
-        first_stage: see `load_first_stage` (None = pixel-space diffusion).
+        first_stage: the frozen autoencoder (see `as_first_stage`; None = pixel-space diffusion). In a config,
+            a course checkpoint name, a run folder or {"target", "params"}, loaded by minildm.pretrained.build_model.
         conditioner: see `build_conditioner` (None = unconditional).
         image_size: size of the images in pixels; latents are image_size / f.
         schedule: {"name", "num_timesteps", "beta_start", "beta_end"} of `NoiseSchedule.from_name`.
@@ -140,7 +126,7 @@ class LatentDiffusion(nn.Module):
     def __init__(
         self,
         unet: dict[str, Any],
-        first_stage: str | dict[str, Any] | None = None,
+        first_stage: nn.Module | None = None,
         conditioner: dict[str, Any] | None = None,
         image_size: int = 32,
         schedule: dict[str, Any] | None = None,
@@ -154,7 +140,7 @@ class LatentDiffusion(nn.Module):
         guidance_scale: float = 3.0,
     ):
         super().__init__()
-        self.first_stage = load_first_stage(first_stage).eval().requires_grad_(False)
+        self.first_stage = as_first_stage(first_stage).eval().requires_grad_(False)
         self.conditioner = build_conditioner(conditioner)
         self.unet = UNetModel(**unet)
         if isinstance(self.conditioner, ClassConditioner) and self.conditioner.mode == "adm" \

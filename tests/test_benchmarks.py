@@ -120,8 +120,11 @@ def test_judge_scores_of_real_images_against_themselves():
 
 
 def test_unknown_checkpoint_is_refused_with_the_available_names():
-    with pytest.raises(ValueError, match="neither an existing training run folder nor a course checkpoint"):
-        samplers.load_course_model("no-such-model")
+    common = _load("common")
+    with pytest.raises(ValueError, match="'no-such-model'.*shapes-ldm"):
+        common.load_with_data("no-such-model")
+    model, data = common.load_with_data("shapes-kl-f4")
+    assert data["name"] == "shapes" and hasattr(model, "autoencoder")
 
 
 def test_toy_command_line_writes_meta_and_rows(tmp_path):

@@ -52,12 +52,12 @@ def test_export_and_load_course_checkpoint_roundtrip(tmp_path, checkpoint_dir):
         pretrained.load("nope")
 
 
-def test_sample_cli_rejects_models_that_cannot_sample_and_unknown_names(tmp_path):
-    from minildm.sample import load_sampler_model
+def test_sample_cli_rejects_models_that_cannot_sample_and_unknown_names(tmp_path, capsys):
+    from minildm.cli import main
 
-    with pytest.raises(ValueError, match="neither a folder nor a course checkpoint"):
-        load_sampler_model("no-such-model")
+    assert main(["sample", "no-such-model"]) == 2
+    assert "no-such-model" in capsys.readouterr().err
     train_from_config("demo/shapes-judge", ["train.steps=1", "train.batch_size=2"], out_dir=tmp_path / "j",
                       progress=False)
-    with pytest.raises(ValueError, match="cannot sample"):
-        load_sampler_model(str(tmp_path / "j"))
+    assert main(["sample", str(tmp_path / "j"), "--device", "cpu"]) == 2
+    assert "cannot sample" in capsys.readouterr().err

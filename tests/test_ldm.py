@@ -7,6 +7,7 @@ import torch
 
 from minildm.diffusion import NoiseSchedule, diffusion_loss, q_sample
 from minildm.ldm import LatentDiffusion
+from minildm.pretrained import resolve
 
 TINY_UNET = dict(in_channels=3, out_channels=3, model_channels=16, channel_mult=[1, 2], num_res_blocks=1,
                  attention_resolutions=[2], num_head_channels=8, context_dim=16, norm_num_groups=8)
@@ -18,7 +19,9 @@ CLASS = {"type": "class", "num_classes": 4, "embed_dim": 16}
 
 def _ldm(**kw) -> LatentDiffusion:
     torch.manual_seed(0)
-    args = dict(unet=TINY_UNET, first_stage=TINY_KL, conditioner=CLASS, image_size=16)
+    args = dict(unet=TINY_UNET, conditioner=CLASS, image_size=16)
+    if "first_stage" not in kw:  # a config's first-stage spec, loaded as minildm.pretrained.build_model does
+        args["first_stage"] = resolve(TINY_KL)
     return LatentDiffusion(**{**args, **kw})
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from safetensors.torch import load_file
 from minildm.train import (EMA, CheckpointError, ConfigError, TrainConfig, Trainer, TrainingDivergedError,
                            load_config, load_model, save_checkpoint, train_from_config)
 from minildm.train import checkpoint as ckpt
-from minildm.train.cli import add_arguments, run
 from minildm.train.optim import learning_rate
 from minildm.train.toy import ToyGAN, ToyRegressionDataset, ToyRegressor
 
@@ -327,10 +325,9 @@ def test_train_from_config_on_shapes(tmp_path):
 
 
 def test_cli_reports_config_errors(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args([str(EXAMPLE), "train.stepz=3", "--out", str(tmp_path)])
-    assert run(args) == 2
+    from minildm.cli import main
+
+    assert main(["train", str(EXAMPLE), "train.stepz=3", "--out", str(tmp_path)]) == 2
     assert "train.stepz" in capsys.readouterr().err
-    args = parser.parse_args([str(EXAMPLE), "train.steps=3", "--out", str(tmp_path), "--no-progress"])
-    assert run(args) == 0 and ckpt.read_state(tmp_path / "checkpoints" / "last")["step"] == 3
+    assert main(["train", str(EXAMPLE), "train.steps=3", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert ckpt.read_state(tmp_path / "checkpoints" / "last")["step"] == 3

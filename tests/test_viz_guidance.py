@@ -16,7 +16,6 @@ from minildm.course.viz_guidance import (  # noqa: E402
     GuidanceExplorer,
     class_diversity,
     guidance_sweep,
-    load_course_model,
     object_geometry,
     show_rows,
 )
@@ -112,8 +111,3 @@ def test_explorer_samples_the_chosen_class_and_redraws(models):
     assert fig.texts and "c, guidance scale 3" in fig.texts[0].get_text()
     with pytest.raises(ValueError, match="class names"):
         GuidanceExplorer(ldm, class_names=["a"])
-
-
-def test_missing_checkpoint_without_fallback_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="not installed"):
-        load_course_model("no-such-checkpoint", tmp_path / "missing")

@@ -1,4 +1,4 @@
-"""minildm.course.viz_ldm: the explicit L_LDM matches training_step, SNR maths, fallbacks, plots and timers."""
+"""minildm.course.viz_ldm: the explicit L_LDM matches training_step, SNR maths, plots and timers."""
 
 from __future__ import annotations
 
@@ -13,11 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-import minildm.pretrained
 from minildm.autoencoder import AutoencoderKL
-from minildm.course import viz_ldm
 from minildm.course.viz_ldm import (
-    course_model_source,
     effective_log_snr,
     latent_diffusion_loss,
     plot_cost_bars,
@@ -88,22 +85,6 @@ def test_effective_log_snr_scales_snr_by_variance():
     plt.close(fig)
 
 
-def test_course_model_source_prefers_checkpoints_then_demo_runs(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("MINILDM_DEMO_ROOT", str(tmp_path))
-    monkeypatch.setattr(minildm.pretrained, "available", lambda: ["shapes-ldm"])
-    assert course_model_source("shapes-ldm") == "shapes-ldm"
-    monkeypatch.setattr(minildm.pretrained, "available", lambda: [])
-    with pytest.raises(FileNotFoundError, match="shapes-ldm"):
-        course_model_source("shapes-ldm")
-    run = tmp_path / "outputs" / "demo" / "ldm"
-    run.mkdir(parents=True)
-    (run / "config.yaml").write_text("model: {}\n")
-    assert course_model_source("shapes-ldm") == str(run)
-    assert "not available yet" in capsys.readouterr().out
-    with pytest.raises(FileNotFoundError, match="demo stand-ins"):
-        course_model_source("digits-ldm")
-
-
 def test_show_noised_latents_rows_share_noise_and_differ_by_scale():
     torch.manual_seed(0)
     autoencoder = AutoencoderKL(ch=8, ch_mult=(1, 2), num_res_blocks=1, resolution=8, z_channels=3, embed_dim=3,
@@ -158,4 +139,3 @@ def test_plots_report_their_numbers():
     plt.close(fig)
     with pytest.raises(ValueError):
         plot_loss_curve([])
-    assert viz_ldm.DEMO_RUNS["shapes-kl-f4"] == "autoencoder"

@@ -1,6 +1,5 @@
 """Teaching helpers for notebook 09 (class conditioning and classifier-free guidance).
 
-    load_course_model   a course checkpoint by name, or the same model from a `minildm demo` run
     object_geometry     where and how large the object of each image is: (x centre, y centre, size)
     class_diversity     mean pairwise distance of features within each class (how varied are samples?)
     guidance_sweep      sample the same labels and noise at several guidance scales, judge each set
@@ -17,43 +16,12 @@ Why not the judge's features: a classifier's features change a lot with sample a
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
-
-
-def load_course_model(name: str, fallback: str | Path | None = None) -> nn.Module:
-    """Course checkpoint `name` (minildm.pretrained), or while it is missing the run folder `fallback`.
-
-    `fallback` is a training run such as `outputs/demo/ldm` written by `minildm demo`. An LDM
-    run may name its first stage by a path relative to where training started
-    (`outputs/demo/autoencoder`); the run is loaded from the closest folder above it where that
-    path exists.
-    """
-    from minildm.pretrained import available, load
-
-    if name in available():
-        return load(name)
-    if fallback is None or not Path(fallback).is_dir():
-        raise ValueError(f"course checkpoint {name!r} is not installed (available: {', '.join(available()) or 'none'}) "
-                         f"and no demo run was found at {fallback}; run `make demo` or pass the folder of a run")
-    from minildm.train import load_model
-    from minildm.train.checkpoint import find_checkpoint, read_state
-
-    run = Path(fallback).resolve()
-    print(f"course checkpoint {name!r} not found: using the run in {run} instead")
-    params = (read_state(find_checkpoint(run)).get("config") or {}).get("model", {}).get("params") or {}
-    first_stage = params.get("first_stage")
-    start = Path.cwd()
-    if isinstance(first_stage, str) and not Path(first_stage).is_absolute():
-        start = next((folder for folder in run.parents if (folder / first_stage).is_dir()), start)
-    with contextlib.chdir(start):
-        return load_model(run, ema=True)
 
 
 def object_geometry(images: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:

@@ -1,7 +1,5 @@
 """Teaching helpers for notebook 07 (latent diffusion: scale factor, training, pixels vs latents; LDM Sec. 3.2-3.3).
 
-    course_model_source      a course checkpoint name, or the matching `make demo` run while it is not shipped
-    load_course_model        load that model (pretrained checkpoint or demo run)
     latent_diffusion_loss    L_LDM (Eq. 2) for given t, noise and condition dropout: training_step made explicit
     effective_log_snr        log SNR(t) of a schedule seen by data of standard deviation `data_std`
     plot_effective_snr       those curves for several latent scales
@@ -12,62 +10,20 @@
     sampling_seconds_per_image  timed sampling, decoding included
     plot_cost_bars           train img/s and sampling s/image of several models as bar charts
 
+Models are loaded by name or folder with `minildm.pretrained.resolve`.
 Nothing here is needed to train or sample; the library never imports this module.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from minildm.diffusion import NoiseSchedule, diffusion_loss, q_sample
-
-# course checkpoint -> the run of `minildm demo` (outputs/demo/<run>) that stands in for it until it is shipped
-DEMO_RUNS = {"shapes-kl-f4": "autoencoder", "judge-shapes": "judge", "shapes-ldm": "ldm"}
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _demo_root() -> Path:
-    """Where `make demo` ran: $MINILDM_DEMO_ROOT, else the repository root (its runs are in outputs/demo/)."""
-    return Path(os.environ.get("MINILDM_DEMO_ROOT", REPO_ROOT))
-
-
-def course_model_source(name: str) -> str:
-    """`name` when course checkpoint `name` is shipped, else the folder of the `make demo` run standing in for it.
-
-    The fallback prints a message saying so. Raises FileNotFoundError when neither exists.
-    """
-    from minildm.pretrained import available
-
-    if name in available():
-        return name
-    folder = _demo_root() / "outputs" / "demo" / DEMO_RUNS.get(name, "")
-    if name in DEMO_RUNS and (folder / "config.yaml").is_file():
-        print(f"course checkpoint {name!r} is not available yet; using the `make demo` run {folder} instead")
-        return str(folder)
-    raise FileNotFoundError(
-        f"course checkpoint {name!r} is missing (available: {', '.join(available()) or 'none'}) and there is no "
-        f"`make demo` run standing in for it (demo stand-ins: {', '.join(DEMO_RUNS)}; looked in {folder})")
-
-
-def load_course_model(name: str, device: str | torch.device = "cpu") -> nn.Module:
-    """`minildm.pretrained.load(name)`, or the `make demo` run standing in for it (see `course_model_source`); eval mode."""
-    from minildm.pretrained import load
-    from minildm.train import load_model
-
-    source = course_model_source(name)
-    if source == name:
-        return load(name, device=device)
-    with contextlib.chdir(_demo_root()):  # a demo LDM names its first stage relative to where the demo ran
-        return load_model(source, ema=True, device=device).eval()
-
 
 def latent_diffusion_loss(model: nn.Module, z0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
                           labels: torch.Tensor | None = None, drop_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,11 +1,18 @@
-"""Pretrained weights: the course's own checkpoints (by name) and CompVis / diffusers interop.
+"""Pretrained models: one home for loading a model, the course's own checkpoints, CompVis / diffusers interop.
+
+    resolver.py   resolve(spec): a course name, a course checkpoint folder, a run folder or a config -> model
+    build.py      build_model(config): model.target -> class (MODELS), model-valued params (first_stage) loaded
+    runs.py       reading a training run's checkpoint folder (find_checkpoint, read_state, load_model)
+    vae.py, unet.py   CompVis / Stable Diffusion / diffusers weights (`minildm convert`)
+    evaluate.py   held-out metrics recorded in each course checkpoint's manifest
 
 Course checkpoints live in `minildm/pretrained/checkpoints/<name>/`:
 
     model.safetensors   the weights in float16 (loaded back as float32)
     manifest.json       {"name", "config" (the full training config), "commit", "steps", "metrics", "command"}
 
-`load("shapes-kl-f4")` rebuilds the model from the manifest's config and loads the weights.
+`load("shapes-kl-f4")` rebuilds the model from the manifest's config and loads the weights;
+`load_folder(path)` does the same for a copy of such a folder anywhere on disk.
 `export_checkpoint(run_dir, name, ...)` turns a finished training run into such a folder;
 each manifest records the one `minildm train` command that regenerates it.
 Weights are safetensors and JSON only: nothing is ever unpickled.
@@ -22,6 +29,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from minildm.pretrained.build import MODELS, ConfigError, available_configs, build_model
+from minildm.pretrained.resolver import accepted_specs, resolve, resolve_config
+from minildm.pretrained.runs import CheckpointError, find_checkpoint, load_model, read_state
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 WEIGHTS, MANIFEST = "model.safetensors", "manifest.json"
@@ -42,19 +53,26 @@ def manifest(name: str) -> dict[str, Any]:
     return json.loads((folder / MANIFEST).read_text())
 
 
-def load(name: str, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild course checkpoint `name` (e.g. "shapes-kl-f4") in float32, eval mode, on `device`."""
-    from minildm.train import build_model
-
-    info = manifest(name)
+def load_folder(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the course checkpoint in `folder` (manifest.json + model.safetensors) in float32, eval mode."""
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file() or not (folder / WEIGHTS).is_file():
+        raise ValueError(f"{folder} is not a course checkpoint folder: expected {MANIFEST} and {WEIGHTS} in it")
+    info = json.loads((folder / MANIFEST).read_text())
     model = build_model(info["config"])
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(CHECKPOINTS / name / WEIGHTS).items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(folder / WEIGHTS).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(tuple(info.get("dropped_prefixes", ())))]
     if missing or unexpected:
-        raise ValueError(f"course checkpoint {name!r} does not fit its config: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+        raise ValueError(f"course checkpoint {info.get('name', folder)!r} does not fit its config: missing "
+                         f"{missing[:5]}, unexpected {unexpected[:5]}")
     return model.to(device).eval()
+
+
+def load(name: str, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild course checkpoint `name` (e.g. "shapes-kl-f4") in float32, eval mode, on `device`."""
+    manifest(name)  # a clear error for an unknown name
+    return load_folder(CHECKPOINTS / name, device=device)
 
 
 def _git_commit() -> str:
@@ -74,9 +92,6 @@ def export_checkpoint(run_dir: str | Path, name: str, metrics: Mapping[str, floa
     LDM points at a course checkpoint instead of a local run folder.
     drop_prefixes: state-dict prefixes not worth shipping (e.g. a GAN discriminator).
     """
-    from minildm.train import load_model
-    from minildm.train.checkpoint import find_checkpoint, read_state
-
     folder = find_checkpoint(run_dir)
     state = read_state(folder)
     model = load_model(folder, ema=ema)
@@ -103,8 +118,6 @@ def export_run(run_dir: str | Path, name: str, command: str) -> Path:
     and an LDM's first stage when it is itself a course checkpoint (it is rebuilt by name on load).
     """
     from minildm.pretrained.evaluate import evaluate
-    from minildm.train import load_model
-    from minildm.train.checkpoint import find_checkpoint, read_state
 
     folder = find_checkpoint(run_dir)
     config = read_state(folder)["config"]
@@ -115,3 +128,23 @@ def export_run(run_dir: str | Path, name: str, command: str) -> Path:
                          f"got first_stage={config['model']['params'].get('first_stage')!r}")
     metrics = evaluate(load_model(folder, ema=True), config)
     return export_checkpoint(folder, name, metrics, command, drop_prefixes=drop)
+
+
+__all__ = [
+    "CHECKPOINTS",
+    "MODELS",
+    "CheckpointError",
+    "ConfigError",
+    "accepted_specs",
+    "available",
+    "available_configs",
+    "build_model",
+    "export_checkpoint",
+    "export_run",
+    "load",
+    "load_folder",
+    "load_model",
+    "manifest",
+    "resolve",
+    "resolve_config",
+]

@@ -1,16 +1,15 @@
 """minildm.train: one trainer for every model of the course (configs, EMA, checkpoints, torchrun).
 
     config.py       YAML configs, key=value overrides, validation (TrainConfig, load_config)
-    registry.py     model names -> classes (MODELS), build_model, build_dataset
+    registry.py     build_dataset, seeded_build_model (model names and build_model: minildm.pretrained.build)
     trainer.py      Trainer: AdamW per optimizer group, schedule, accumulation, clipping, bf16, NaN stop
     optim.py        optimizer groups and the learning-rate schedule
     ema.py          EMA of the weights with warm-up
-    checkpoint.py   safetensors + JSON checkpoints, written atomically; load_model
+    checkpoint.py   safetensors + JSON checkpoints, written atomically (read back by minildm.pretrained.runs)
     data.py         deterministic, resumable, sharded data order
     distributed.py  torchrun process group, gradient averaging
     logs.py         log.csv, TensorBoard, sample grids
     toy.py          tiny example models (ToyRegressor, ToyGAN)
-    cli.py          `minildm train CONFIG [key=value ...] [--resume] [--out DIR]`
 """
 
 from __future__ import annotations
@@ -19,8 +18,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from minildm.pretrained.build import available_configs
 from minildm.train.checkpoint import CheckpointError, load_model, load_weights, save_checkpoint
-from minildm.train.config import ConfigError, TrainConfig, available_configs, load_config
+from minildm.train.config import ConfigError, TrainConfig, load_config
 from minildm.train.ema import EMA
 from minildm.train.registry import MODELS, build_dataset, build_model, seeded_build_model
 from minildm.train.trainer import Trainer, TrainingDivergedError

@@ -9,7 +9,11 @@ A checkpoint is a folder (the trainer keeps one, `<out_dir>/checkpoints/last/`):
                         numpy / python, data position, the log history
 
 Loading never unpickles: safetensors and JSON only, so a checkpoint from the internet
-cannot run code. Saving writes into a temporary folder beside the target, fsyncs every
+cannot run code. This file writes checkpoints and restores training state (optimizers, RNG);
+reading a checkpoint back into a model (`find_checkpoint`, `read_state`, `load_model`) lives in
+minildm/pretrained/runs.py, the one home of model loading, and is re-exported here.
+
+Saving writes into a temporary folder beside the target, fsyncs every
 file, then swaps it in with renames; the previous checkpoint is removed only after the
 new one is complete. If the process dies between the two renames, `last.previous` is
 the good copy and `find_checkpoint` picks it up.
@@ -28,19 +32,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
+from minildm.pretrained.runs import (EMA_FILE, MODEL_FILE, OPTIM_FILE, STATE_FILE, CheckpointError, find_checkpoint,
+                                     load_model, load_weights, read_state, read_tensors)
 from minildm.train.ema import EMA
 
 FORMAT_VERSION = 1
-MODEL_FILE, EMA_FILE, OPTIM_FILE, STATE_FILE = "model.safetensors", "ema.safetensors", "optim.safetensors", "state.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder or file is missing or unreadable; the message names it."""
-
 
 # ----------------------------------------------------------------------------- writing
 
@@ -148,47 +147,7 @@ def save_checkpoint(
     return target
 
 
-# ----------------------------------------------------------------------------- reading
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """The checkpoint folder for a checkpoint folder, a run's `out_dir`, or its `checkpoints/` folder."""
-    path = Path(path)
-    for candidate in (path, path / "last", path / "checkpoints" / "last",
-                      path.with_name(path.name + ".previous"), path / "last.previous",
-                      path / "checkpoints" / "last.previous"):
-        if (candidate / STATE_FILE).is_file():
-            return candidate
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}: the folder does not exist")
-    raise CheckpointError(f"no checkpoint at {path}: expected {path / STATE_FILE} "
-                          f"(or a run folder holding checkpoints/last/{STATE_FILE})")
-
-
-def read_state(checkpoint_dir: str | Path) -> dict[str, Any]:
-    """state.json of a checkpoint, as a dict."""
-    path = Path(checkpoint_dir) / STATE_FILE
-    try:
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint file {path} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"checkpoint file {path} is corrupt (not valid JSON: {error})") from None
-    if not isinstance(state, dict) or "step" not in state:
-        raise CheckpointError(f"checkpoint file {path} is not a minildm state.json (no 'step')")
-    return state
-
-
-def read_tensors(checkpoint_dir: str | Path, filename: str) -> dict[str, torch.Tensor]:
-    """The tensors of one safetensors file of a checkpoint (never unpickles)."""
-    path = Path(checkpoint_dir) / filename
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file {path} is missing")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"checkpoint file {path} is corrupt or not safetensors ({error})") from None
+# ----------------------------------------------------------------------------- resuming
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, group: str, tensors: Mapping[str, torch.Tensor],
@@ -230,38 +189,5 @@ def restore_rng_state(tensors: Mapping[str, torch.Tensor], state: Mapping[str, A
     random.setstate((version, tuple(internal), gauss_next))
 
 
-def load_weights(model: nn.Module, checkpoint_dir: str | Path, ema: bool = True) -> nn.Module:
-    """Load a checkpoint's weights into `model` (the EMA weights on top when `ema` and present)."""
-    folder = find_checkpoint(checkpoint_dir)
-    try:
-        model.load_state_dict(read_tensors(folder, MODEL_FILE))
-    except RuntimeError as error:
-        raise CheckpointError(f"{folder / MODEL_FILE} does not fit {type(model).__name__}: {error}") from None
-    if ema and (folder / EMA_FILE).is_file():
-        shadow = read_tensors(folder, EMA_FILE)
-        params = dict(model.named_parameters())
-        unknown = sorted(set(shadow) - set(params))
-        if unknown:
-            raise CheckpointError(f"{folder / EMA_FILE} has weights the model lacks: {unknown[:5]}")
-        with torch.no_grad():
-            for name, tensor in shadow.items():
-                params[name].copy_(tensor)
-    return model
-
-
-def load_model(checkpoint_dir: str | Path, ema: bool = True, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model of a checkpoint from its config and weights, in eval mode on `device`.
-
-    `checkpoint_dir` may be the checkpoint folder or the run's out_dir. With `ema=True` the
-    EMA weights are used when the run kept them.
-    """
-    from minildm.train.registry import build_model
-
-    folder = find_checkpoint(checkpoint_dir)
-    state = read_state(folder)
-    config = state.get("config") or {}
-    if not config.get("model"):
-        raise CheckpointError(f"{folder / STATE_FILE} has no model config (the Trainer was given a model without "
-                              f"one); build the model yourself and call load_weights(model, {str(folder)!r})")
-    model = build_model(config)
-    return load_weights(model, folder, ema=ema).to(device).eval()
+__all__ = ["EMA_FILE", "MODEL_FILE", "OPTIM_FILE", "STATE_FILE", "CheckpointError", "find_checkpoint",
+           "load_model", "load_weights", "read_state", "read_tensors", "save_checkpoint"]

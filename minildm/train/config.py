@@ -19,15 +19,12 @@ from typing import Any
 
 import yaml
 
-CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
+from minildm.pretrained.build import ConfigError, config_path
+
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
 SECTIONS = {"model": ("target", "params"), "data": ("name", "size", "split", "options", "cache_latents"), "train": (),
             "gpu": ()}
-
-
-class ConfigError(ValueError):
-    """A config key is unknown, missing or has the wrong type; the message names the key."""
 
 
 @dataclass
@@ -138,23 +135,6 @@ def _check_field(name: str, value: Any) -> Any:
     if name == "out_dir" and value is not None and not isinstance(value, (str, Path)):
         raise ConfigError(f"{key} must be a path, got {value!r}")
     return str(value) if name == "out_dir" and value is not None else value
-
-
-def available_configs() -> list[str]:
-    """Names of the packaged configs, e.g. "autoencoder/shapes-kl-f4" (usable as CONFIG in `minildm train`)."""
-    return sorted(p.relative_to(CONFIG_ROOT).with_suffix("").as_posix() for p in CONFIG_ROOT.rglob("*.yaml"))
-
-
-def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A YAML file path, or the name of a packaged config under minildm/configs ("family/name")."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    for candidate in (CONFIG_ROOT / path, CONFIG_ROOT / path.with_suffix(".yaml")):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"no config file {str(name_or_path)!r}: not a file, and not a packaged config; "
-                      f"packaged configs are: {', '.join(available_configs()) or 'none'}")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -302,13 +282,13 @@ def load_config(path_or_dict: str | Path | Mapping[str, Any], overrides: Iterabl
     Returns a plain dict {"model": {target, params}, "data": {...} or None, "train": {every
     TrainConfig field}}. Raises ConfigError naming the offending key and the valid ones.
     """
-    from minildm.train.registry import resolve_target
+    from minildm.pretrained.build import resolve_target
 
     name = None
     if isinstance(path_or_dict, Mapping):
         raw = copy.deepcopy(dict(path_or_dict))
     else:
-        path = resolve_config_path(path_or_dict)
+        path = config_path(path_or_dict)
         name = path.stem
         with open(path, encoding="utf-8") as f:
             raw = yaml.safe_load(f) or {}

@@ -331,3 +331,19 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     assert "train.stepz" in capsys.readouterr().err
     assert main(["train", str(EXAMPLE), "train.steps=3", "--out", str(tmp_path), "--no-progress"]) == 0
     assert ckpt.read_state(tmp_path / "checkpoints" / "last")["step"] == 3
+
+
+def test_gpu_section_applies_only_on_cuda_and_the_command_line_wins(monkeypatch):
+    config = toy_config()
+    config["gpu"] = {"train.batch_size": 32, "train.num_workers": 2}
+    assert load_config(config)["train"]["batch_size"] == 8  # this machine: the CPU recipe
+    assert load_config(config, ["train.device=cpu"])["train"]["num_workers"] == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    on_gpu = load_config(config)
+    assert on_gpu["train"]["batch_size"] == 32 and on_gpu["train"]["num_workers"] == 2 and "gpu" not in on_gpu
+    assert load_config(config, ["train.batch_size=4"])["train"]["batch_size"] == 4
+    assert load_config(config, ["train.device=cpu"])["train"]["batch_size"] == 8
+    with pytest.raises(ConfigError, match="gpu must be a mapping"):
+        load_config({**config, "gpu": [1]})
+    with pytest.raises(ConfigError, match="train.batchsize"):
+        load_config({**config, "gpu": {"train.batchsize": 3}})

@@ -124,6 +124,6 @@ def diffusion_loss(
     target = training_target(objective, x0, noise, t, schedule)
     per_sample = (model_output - target).pow(2).flatten(1).mean(dim=1)  # (B, ...) -> (B,)
     if weighting == "min_snr":
-        snr = schedule.snr(t.cpu()).to(device=per_sample.device, dtype=per_sample.dtype)
+        snr = schedule.snr(t.to(per_sample.device)).to(dtype=per_sample.dtype)
         per_sample = per_sample * min_snr_weight(snr, objective, gamma)
     return per_sample.mean() if reduction == "mean" else per_sample

@@ -128,6 +128,7 @@ class NoiseSchedule:
     alphas_cumprod: torch.Tensor = field(init=False)
     sigmas: torch.Tensor = field(init=False)
     log_sigmas: torch.Tensor = field(init=False)
+    _on_device: dict = field(init=False, repr=False)  # (name, device, dtype) -> a copy of a float64 table
 
     def __post_init__(self) -> None:
         betas = torch.as_tensor(self.betas, dtype=torch.float64).detach().cpu()
@@ -141,6 +142,7 @@ class NoiseSchedule:
         object.__setattr__(self, "alphas_cumprod", alphas_cumprod)
         object.__setattr__(self, "sigmas", sigmas)
         object.__setattr__(self, "log_sigmas", sigmas.log())
+        object.__setattr__(self, "_on_device", {})
 
     @classmethod
     def from_name(
@@ -178,26 +180,52 @@ class NoiseSchedule:
         """lambda_t = log(sqrt(alpha_bar_t) / sqrt(1 - alpha_bar_t)) = -log sigma_t for every t."""
         return -self.log_sigmas
 
+    def table(self, name: str, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+        """A per-timestep table (e.g. "alphas_cumprod") cast to `dtype` on `device`, made once and kept.
+
+        Training looks up alpha_bar_t at timesteps drawn on the GPU; indexing a copy that already
+        lives there avoids a device-to-host round trip (a wait for the GPU) at every step.
+        """
+        key = (name, str(torch.device(device)), dtype)
+        if key not in self._on_device:
+            self._on_device[key] = getattr(self, name).to(dtype).to(device)  # cast on the CPU: MPS has no float64
+        return self._on_device[key]
+
+    @property
+    def snrs(self) -> torch.Tensor:
+        """SNR_t = alpha_bar_t / (1 - alpha_bar_t) for every t (float64)."""
+        return self.alphas_cumprod / (1 - self.alphas_cumprod)
+
     def snr(self, t: torch.Tensor | int) -> torch.Tensor:
-        """SNR(t) = alpha_bar_t / (1 - alpha_bar_t) at integer timesteps t (float64)."""
-        a = self.alphas_cumprod[torch.as_tensor(t, device="cpu").long()]
-        return a / (1 - a)
+        """SNR(t) = alpha_bar_t / (1 - alpha_bar_t) at integer timesteps t.
+
+        float64 for timesteps on the CPU; on an accelerator, float32 on t's device (no host round trip).
+        """
+        t = torch.as_tensor(t)
+        if t.device.type == "cpu":
+            return self.snrs[t.long()]
+        return self.table("snrs", t.device, torch.float32)[t.long()]
 
     def log_snr(self, t: torch.Tensor | int) -> torch.Tensor:
         """lambda(t) = log(alpha_t / sigma_vp_t) = log SNR(t) / 2 at integer timesteps t (float64)."""
         return self.log_snrs[torch.as_tensor(t, device="cpu").long()]
 
     def at(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """alpha_bar_t for a batch of integer timesteps t (B,), shaped to broadcast against `like` (B, ...)."""
+        """alpha_bar_t for a batch of integer timesteps t (B,), shaped to broadcast against `like` (B, ...).
+
+        Timesteps on the CPU are range-checked with a clear error; on an accelerator the check
+        would make the host wait for the device at every training step, so it is left out there
+        (the trainer draws t itself, in range).
+        """
         t = torch.as_tensor(t, device=like.device).long()
         if t.ndim == 0:
             t = t.expand(like.shape[0])
         if t.ndim != 1 or t.shape[0] != like.shape[0]:
             raise ValueError(f"t must be a scalar or have shape ({like.shape[0]},), got {tuple(t.shape)}")
-        if int(t.min()) < 0 or int(t.max()) >= self.num_timesteps:
+        if t.device.type == "cpu" and (int(t.min()) < 0 or int(t.max()) >= self.num_timesteps):
             raise ValueError(f"timesteps must lie in [0, {self.num_timesteps - 1}], got {t.min()}..{t.max()}")
-        a = self.alphas_cumprod[t.cpu()].to(like.dtype).to(like.device)  # float64 table stays on CPU (MPS has no float64)
-        return a.view(-1, *([1] * (like.ndim - 1)))
+        table = self.alphas_cumprod if like.device.type == "cpu" else self.table("alphas_cumprod", like.device, like.dtype)
+        return table[t].to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
 
     def sigma_to_t(self, sigma: torch.Tensor, interpolation: str = "log") -> torch.Tensor:
         """Continuous timestep for noise level sigma: the inverse of `t_to_sigma`.

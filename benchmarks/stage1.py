@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 
-from minildm.course.viz_compression import evaluate_autoencoder, images_to_png, reconstruct
-from minildm.data import get_dataset
+from minildm.data import get_dataset, images_to_png, stack_items
 from minildm.losses import LPIPS
+from minildm.metrics import evaluate_autoencoder, reconstruct
 from minildm.train import train_from_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,12 +52,12 @@ def eval_images(dataset: str, count: int, size: int = 32, options: dict[str, Any
     images, used = [], []
     for split in ("test", "val"):
         data = get_dataset(dataset, split=split, size=size, **(options or {}))
-        take = min(len(data), count - len(images))
-        images += [data[i]["image"] for i in range(take)]
+        take = min(len(data), count - sum(len(x) for x in images))
+        images.append(stack_items(data, take, keys=("image",))["image"])
         used.append(f"{split}[:{take}]")
-        if len(images) >= count:
+        if sum(len(x) for x in images) >= count:
             break
-    return torch.stack(images), "+".join(used)
+    return torch.cat(images), "+".join(used)
 
 
 def train_autoencoder(dataset: str, kind: str, f: int, width: int, steps: int, seed: int) -> tuple[torch.nn.Module, float, float]:
@@ -91,11 +91,12 @@ def run_sweep(args: argparse.Namespace, lpips: LPIPS, on_row: Callable[[list[dic
                     model, seconds, cpu_seconds = train_autoencoder(dataset, kind, f, width, args.steps, args.seed)
                     row = {"dataset": dataset, "kind": kind, "f": f, "ch": width, "ch_mult": CH_MULT[f],
                            "steps": args.steps, "train_s": round(seconds, 1), "train_cpu_s": round(cpu_seconds, 1),
-                           "eval_split": split, **evaluate_autoencoder(model, images, lpips, batch_size=64),
+                           "eval_split": split,
+                           **evaluate_autoencoder(model, images, lpips, batch_size=64, speed_repeats=3),
                            "examples_png": images_to_png(reconstruct(model, images[:NUM_EXAMPLES])[0])}
                     rows.append(row)
                     on_row(rows)
-                    print(f"  done {dataset} {kind}-f{f} ch{width}: {row['psnr']:.2f} dB in {seconds:.0f} s",
+                    print(f"  done {dataset} {kind}-f{f} ch{width}: {row['psnr_db']:.2f} dB in {seconds:.0f} s",
                           file=sys.stderr, flush=True)
     return rows
 
@@ -115,15 +116,15 @@ def run_checkpoints(args: argparse.Namespace, lpips: LPIPS) -> list[dict[str, An
         label = Path(name).name if Path(name).is_dir() else name
         dataset = data["name"]
         images, split = eval_images(dataset, args.eval_images, data.get("size", 32), data.get("options"))
-        autoencoder = getattr(model, "autoencoder", model)
-        row = {"checkpoint": label, "dataset": dataset, "kind": "vq" if hasattr(autoencoder, "quantize") else "kl",
-               "f": autoencoder.downsampling_factor, "eval_split": split, "eval_options": data.get("options") or {},
-               **evaluate_autoencoder(model, images, lpips, batch_size=64)}
+        metrics = evaluate_autoencoder(model, images, lpips, batch_size=64, speed_repeats=3)
+        f = getattr(model, "autoencoder", model).downsampling_factor
+        row = {"checkpoint": label, "dataset": dataset, "kind": "vq" if "n_embed" in metrics else "kl", "f": f,
+               "eval_split": split, "eval_options": data.get("options") or {}, **metrics}
         bar = BARS.get(label)
         if bar is not None:
             min_psnr, min_usage = bar
             row["bar"] = f">= {min_psnr:g} dB" + (f", >= {min_usage:.0%} codes" if min_usage else "")
-            row["passes"] = row["psnr"] >= min_psnr and (min_usage is None or row["codebook_usage"] >= min_usage)
+            row["passes"] = row["psnr_db"] >= min_psnr and (min_usage is None or row["codebook_usage"] >= min_usage)
         rows.append(row)
     return rows
 
@@ -142,10 +143,10 @@ def print_table(rows: list[dict[str, Any]], checkpoints: bool) -> None:
     print("|" + "---|" * len(header))
     for r in rows:
         cells = [r["checkpoint"]] if checkpoints else [r["dataset"], r["kind"].upper(), str(r["f"]), str(r["ch"])]
-        usage = None if r["codebook_usage"] is None else f"{r['codebook_usage']:.0%} of {r['n_embed']}"
+        usage = None if r.get("codebook_usage") is None else f"{r['codebook_usage']:.0%} of {r['n_embed']}"
         cells += ["x".join(map(str, r["latent_shape"])), str(r["latent_numbers"]), f"{r['compression']:.3g}x",
-                  f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", _fmt(r["lpips"], ".4f"), str(r["lpips_variant"]),
-                  usage or "-", _fmt(r["perplexity"], ".1f"), f"{r['images_per_s']:.0f}"]
+                  f"{r['psnr_db']:.2f}", f"{r['ssim']:.3f}", _fmt(r.get("lpips"), ".4f"), str(r.get("lpips_variant")),
+                  usage or "-", _fmt(r.get("perplexity"), ".1f"), f"{r['images_per_s']:.0f}"]
         if checkpoints:
             cells += [r.get("bar", "-"), {True: "PASS", False: "FAIL"}.get(r.get("passes"), "-")]
         else:

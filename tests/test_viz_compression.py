@@ -10,7 +10,8 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from minildm.course.viz_compression import images_to_png, plot_tradeoff, png_to_images
+from minildm.course.viz_compression import plot_tradeoff
+from minildm.data import images_to_png, png_to_images
 
 
 def test_plot_tradeoff_draws_one_line_per_dataset_and_kind():

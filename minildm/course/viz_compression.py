@@ -1,22 +1,18 @@
 """Plotting the first stage's compression trade-off (notebook 04; LDM Sec. 3.1, 4.1, Tab. 8).
 
     plot_tradeoff         PSNR or LPIPS against latent numbers per image, one line per dataset and kind
-    images_to_png / png_to_images   a row of images <-> base64 PNG text (stored in the benchmark's JSON)
 
 The numbers come from the library: `minildm.metrics.evaluate_autoencoder` (PSNR, SSIM, LPIPS,
 codebook statistics, latent size, speed), `minildm.metrics.compression_ratio`, `minildm.metrics.unet_flops`
 and `minildm.autoencoder.latent_shape`; `benchmarks/stage1.py` (the course's version of paper
-Tab. 8) measures with the same function, so the notebook and the benchmark report the same numbers.
+Tab. 8) measures with the same function, so the notebook and the benchmark report the same numbers;
+its example reconstructions travel as PNG text (`minildm.data.images_to_png` / `png_to_images`).
 """
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import torch
 
 
 def plot_tradeoff(rows: Sequence[Mapping[str, Any]], metric: str = "psnr_db", ax=None, title: str | None = None):
@@ -58,32 +54,3 @@ def plot_tradeoff(rows: Sequence[Mapping[str, Any]], metric: str = "psnr_db", ax
     if title:
         ax.set_title(title, fontsize=10)
     return ax
-
-
-def images_to_png(images: torch.Tensor) -> str:
-    """Images (B, C, H, W) in [-1, 1], C = 1 or 3, as ONE base64 PNG: a row of B images, 8 bits per channel."""
-    from PIL import Image
-
-    if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must be (B, 1 or 3, H, W), got shape {tuple(images.shape)}")
-    row = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (B, C, H, W)
-    row = row.permute(2, 0, 3, 1).reshape(images.shape[2], -1, images.shape[1])  # (H, B*W, C)
-    picture = Image.fromarray(row.squeeze(-1).numpy() if images.shape[1] == 1 else row.numpy())
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", optimize=True)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def png_to_images(text: str, count: int) -> torch.Tensor:
-    """Inverse of `images_to_png`: base64 PNG text of a row of `count` equal-width images -> (count, C, H, W) in [-1, 1]."""
-    import numpy as np
-    from PIL import Image
-
-    array = np.asarray(Image.open(io.BytesIO(base64.b64decode(text))))  # (H, count*W) or (H, count*W, 3)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    height, width, channels = array.shape
-    if count < 1 or width % count:
-        raise ValueError(f"a PNG {width} pixels wide does not hold {count} images of equal width")
-    images = torch.from_numpy(array.copy()).reshape(height, count, width // count, channels).permute(1, 3, 0, 2)
-    return images.float() / 127.5 - 1

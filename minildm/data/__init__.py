@@ -11,7 +11,7 @@ from minildm.data.files import DatasetNotFoundError, data_root
 from minildm.data.registry import available_datasets, dataset_info, dataset_options, get_dataset
 from minildm.data.shapes import ShapesDataset, shape_class_names
 from minildm.data.torchvision_data import download
-from minildm.data.transforms import image_grid, resize_image, to_image
+from minildm.data.transforms import image_grid, images_to_png, png_to_images, resize_image, to_image
 
 __all__ = [
     "DatasetNotFoundError",
@@ -24,7 +24,9 @@ __all__ = [
     "download",
     "get_dataset",
     "image_grid",
+    "images_to_png",
     "load_images",
+    "png_to_images",
     "resize_image",
     "shape_class_names",
     "stack_items",

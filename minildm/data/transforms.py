@@ -2,10 +2,14 @@
 
 The model side of the course works with float tensors (C, H, W) in [-1, 1]
 (LDM Sec. 3 / DDPM: images are scaled to [-1, 1] before encoding or noising);
-the human side wants (H, W, C) uint8 arrays for matplotlib and PNG files.
+the human side wants (H, W, C) uint8 arrays for matplotlib and PNG files, and results files
+store a row of images as base64 PNG text (`images_to_png` / `png_to_images`).
 """
 
 from __future__ import annotations
+
+import base64
+import io
 
 import numpy as np
 import torch
@@ -56,3 +60,31 @@ def image_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 1) -> 
         r, col = divmod(k, ncols)
         grid[r * (h + pad):r * (h + pad) + h, col * (w + pad):col * (w + pad) + w] = tiles[k]
     return grid
+
+
+def images_to_png(images: torch.Tensor) -> str:
+    """Images (B, C, H, W) in [-1, 1], C = 1 or 3, as ONE base64 PNG: a row of B images, 8 bits per channel."""
+    from PIL import Image
+
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (B, 1 or 3, H, W), got shape {tuple(images.shape)}")
+    row = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (B, C, H, W)
+    row = row.permute(2, 0, 3, 1).reshape(images.shape[2], -1, images.shape[1])  # (H, B*W, C)
+    picture = Image.fromarray(row.squeeze(-1).numpy() if images.shape[1] == 1 else row.numpy())
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def png_to_images(text: str, count: int) -> torch.Tensor:
+    """Inverse of `images_to_png`: base64 PNG text of a row of `count` equal-width images -> (count, C, H, W) in [-1, 1]."""
+    from PIL import Image
+
+    array = np.asarray(Image.open(io.BytesIO(base64.b64decode(text))))  # (H, count*W) or (H, count*W, 3)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    height, width, channels = array.shape
+    if count < 1 or width % count:
+        raise ValueError(f"a PNG {width} pixels wide does not hold {count} images of equal width")
+    images = torch.from_numpy(array.copy()).reshape(height, count, width // count, channels).permute(1, 3, 0, 2)
+    return images.float() / 127.5 - 1

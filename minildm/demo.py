@@ -61,6 +61,11 @@ def _train_ldm(out: Path, fast: bool, num_latents: int):
     return Trainer(model, latents, config).fit()
 
 
+def _on_device_of(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`x` moved to the device of `module`'s weights (the trainer may have put them on a GPU)."""
+    return x.to(next(module.parameters()).device)
+
+
 @torch.no_grad()
 def _real_images(n: int, split: str = "val") -> tuple[torch.Tensor, torch.Tensor]:
     from minildm.data import get_dataset
@@ -103,30 +108,31 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     per_class = args.samples_per_class or (2 if fast else 8)
     steps = 4 if fast else args.steps
-    times: dict[str, float] = {}
-    start = time.perf_counter()
+    times: dict[str, float] = {}  # wall seconds per stage
+    cpu: dict[str, float] = {}  # CPU seconds of this process per stage (all threads)
+    start, cpu_start = time.perf_counter(), time.process_time()
 
     print("[1/4] stage 1: training the KL-f4 autoencoder on shapes (32 px -> 3x8x8 latents)")
-    tic = time.perf_counter()
+    tic, cpu_tic = time.perf_counter(), time.process_time()
     autoencoder = _train("autoencoder", out, fast).model.eval()
-    times["autoencoder"] = time.perf_counter() - tic
+    times["autoencoder"], cpu["autoencoder"] = time.perf_counter() - tic, time.process_time() - cpu_tic
 
     print("[2/4] training the judge (a classifier of the 18 classes) on real images")
-    tic = time.perf_counter()
+    tic, cpu_tic = time.perf_counter(), time.process_time()
     judge = _train("judge", out, fast).model.eval()
-    times["judge"] = time.perf_counter() - tic
+    times["judge"], cpu["judge"] = time.perf_counter() - tic, time.process_time() - cpu_tic
 
     print("[3/4] stage 2: training the class-conditional latent diffusion model")
-    tic = time.perf_counter()
+    tic, cpu_tic = time.perf_counter(), time.process_time()
     trainer = _train_ldm(out, fast, num_latents=256 if fast else 24_000)
     ldm = trainer.model
     if trainer.ema is not None:
         trainer.ema.copy_to(ldm)  # sample with the EMA weights
     ldm.eval()
-    times["ldm"] = time.perf_counter() - tic
+    times["ldm"], cpu["ldm"] = time.perf_counter() - tic, time.process_time() - cpu_tic
 
     print(f"[4/4] sampling {per_class} images per class: {args.sampler}, {steps} steps, CFG {args.guidance_scale}")
-    tic = time.perf_counter()
+    tic, cpu_tic = time.perf_counter(), time.process_time()
     info = dataset_info("shapes")
     num_classes = info["num_classes"]
     labels = torch.arange(num_classes).repeat_interleave(per_class)
@@ -136,24 +142,30 @@ def run(args: argparse.Namespace) -> int:
                    generator=generator, progress=False)
         for chunk in labels.split(72)
     ])
-    times["sampling"] = time.perf_counter() - tic
-    times["total"] = time.perf_counter() - start
+    times["sampling"], cpu["sampling"] = time.perf_counter() - tic, time.process_time() - cpu_tic
+    times["total"], cpu["total"] = time.perf_counter() - start, time.process_time() - cpu_start
 
+    # the models may sit on a GPU: inputs go to the model's device, results come back to the CPU
+    samples = samples.cpu()
     real, real_labels = _real_images(256 if not fast else 64)
     with torch.no_grad():
-        recon = autoencoder.decode_latent(autoencoder.encode_latent(real)).clamp(-1, 1)
+        recon = autoencoder.decode_latent(autoencoder.encode_latent(_on_device_of(autoencoder, real)))
+        recon = recon.clamp(-1, 1).cpu()
+        sample_features, real_features = judge.features(samples).cpu(), judge.features(real).cpu()
     results = {
         "autoencoder_val_psnr_db": psnr(recon, real).mean().item(),
         "latent_scale_factor": float(autoencoder.scale_factor),
-        "judge_val_accuracy": judge_accuracy(judge, real, real_labels),
-        "judge_accuracy_on_samples": judge_accuracy(judge, samples, labels),
-        "judge_frechet_distance": frechet_distance(judge.features(samples), judge.features(real)),
+        "judge_val_accuracy": judge_accuracy(judge, _on_device_of(judge, real), real_labels),
+        "judge_accuracy_on_samples": judge_accuracy(judge, _on_device_of(judge, samples), labels),
+        "judge_frechet_distance": frechet_distance(sample_features, real_features),
         "samples": int(labels.numel()),
         "sampler": args.sampler,
         "sampling_steps": steps,
         "guidance_scale": args.guidance_scale,
         "fast_mode": fast,
+        "threads": torch.get_num_threads(),
         "seconds": {k: round(v, 1) for k, v in times.items()},
+        "cpu_seconds": {k: round(v, 1) for k, v in cpu.items()},
     }
     _save_grid(samples, per_class, out / "samples.png", row_labels=info["class_names"])
     _save_grid(torch.cat([real[:8], recon[:8]]), 8, out / "reconstructions.png", ["real", "decoded"])
@@ -176,6 +188,6 @@ A latent diffusion model trained from scratch on single-object shapes (32 px, 18
 | 3. class-conditional LDM | trained with 10% condition dropout | {s["ldm"]:.0f} s |
 | 4. sampling: {r["sampler"]}, {r["sampling_steps"]} steps, CFG {r["guidance_scale"]} | **judge labels {100 * r["judge_accuracy_on_samples"]:.1f}% of {r["samples"]} samples as the asked class**; Fréchet distance in judge features {r["judge_frechet_distance"]:.3f} | {s["sampling"]:.0f} s |
 
-Total: {s["total"] / 60:.1f} minutes. Files: samples.png (one row per class), reconstructions.png, results.json,
+Total: {s["total"] / 60:.1f} minutes ({r["cpu_seconds"]["total"] / 60:.1f} CPU-minutes, {r["threads"]} thread(s)). Files: samples.png (one row per class), reconstructions.png, results.json,
 and the three training runs (autoencoder/, judge/, ldm/) with checkpoints, log.csv and TensorBoard logs.
 """

@@ -1,4 +1,4 @@
-"""minildm.course.viz_guidance: object geometry, class diversity, the guidance sweep, rows of images, the explorer."""
+"""minildm.course.viz_guidance: object geometry, the guidance sweep, rows of images, the explorer."""
 
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ import torch  # noqa: E402
 
 from minildm.course.viz_guidance import (  # noqa: E402
     GuidanceExplorer,
-    class_diversity,
     guidance_sweep,
     object_geometry,
     show_rows,
 )
 from minildm.ldm import LatentDiffusion  # noqa: E402
-from minildm.metrics import JudgeClassifier  # noqa: E402
+from minildm.metrics import JudgeClassifier, class_diversity  # noqa: E402
 
 TINY_UNET = dict(in_channels=3, out_channels=3, model_channels=16, channel_mult=[1, 2], num_res_blocks=1,
                  attention_resolutions=[2], num_head_channels=8, context_dim=16, norm_num_groups=8)
@@ -60,24 +59,12 @@ def test_object_geometry_finds_centre_and_size_of_a_square():
         object_geometry(images[0])
 
 
-def test_class_diversity_averages_within_class_pair_distances():
-    features = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0], [1.0, 1.0], [9.0, 9.0]])
-    labels = torch.tensor([0, 0, 1, 1, 2])  # class 0: distance 5; class 1: 0; class 2: one sample, skipped
-    assert class_diversity(features, labels) == pytest.approx(2.5)
-    three = torch.tensor([[0.0], [1.0], [3.0]])
-    assert class_diversity(three, torch.zeros(3)) == pytest.approx((1 + 3 + 2) / 3)
-    with pytest.raises(ValueError, match="two or more"):
-        class_diversity(features[:1], labels[:1])
-    with pytest.raises(ValueError, match=r"\(N, D\)"):
-        class_diversity(features, labels[:3])
-
-
 def test_guidance_sweep_uses_the_same_noise_at_every_scale(models):
     ldm, judge = models
     labels = torch.tensor([0, 1, 2, 0])
     noise = torch.randn(4, *ldm.latent_shape, generator=torch.Generator().manual_seed(3))
     sweep = guidance_sweep(ldm, judge, labels, [1, 3], noise=noise, steps=3, batch_size=3, progress=False)
-    assert sweep.scales == [1.0, 3.0] and len(sweep.images) == len(sweep.accuracy) == len(sweep.diversity) == 2
+    assert sweep.guidance_scales == [1.0, 3.0] and len(sweep.images) == len(sweep.accuracy) == len(sweep.diversity) == 2
     expected = ldm.sample(labels=labels, steps=3, guidance_scale=3.0, noise=noise, progress=False)
     torch.testing.assert_close(sweep.images[1], expected, atol=1e-4, rtol=1e-3)  # batching changes nothing
     assert not torch.allclose(sweep.images[0], sweep.images[1])  # the scale does

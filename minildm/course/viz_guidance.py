@@ -1,7 +1,6 @@
 """Teaching helpers for notebook 09 (class conditioning and classifier-free guidance).
 
     object_geometry     where and how large the object of each image is: (x centre, y centre, size)
-    class_diversity     mean pairwise distance of features within each class (how varied are samples?)
     guidance_sweep      sample the same labels and noise at several guidance scales, judge each set
     show_rows           image rows with a label at the left of each row (e.g. one row per scale)
     GuidanceExplorer    ipywidgets: class, guidance scale, rescale -> a grid of samples
@@ -9,7 +8,8 @@
 Classifier-free guidance (Ho & Salimans 2022, Eq. 6) trades diversity for fidelity to the
 condition. `guidance_sweep` measures both sides of the trade on a class-conditional LDM:
 fidelity as the judge classifier's accuracy on the asked classes, diversity as the spread
-of object positions and sizes within each class (`class_diversity` of `object_geometry`).
+of object positions and sizes within each class (`minildm.metrics.class_diversity` of
+`object_geometry`).
 Why not the judge's features: a classifier's features change a lot with sample artefacts
 (blur, colour casts) that say nothing about variety, so their spread mixes the two effects.
 """
@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+
+from minildm.metrics import class_diversity
 
 
 def object_geometry(images: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
@@ -47,33 +49,11 @@ def object_geometry(images: torch.Tensor, threshold: float = 0.2) -> torch.Tenso
     return torch.stack([cx, cy, area.sqrt()], dim=1)
 
 
-def class_diversity(features: torch.Tensor, labels: torch.Tensor) -> float:
-    """Mean pairwise Euclidean distance between the features (N, D) of samples of the same class.
-
-    For each class with at least two samples: the mean of ||f_i - f_j|| over pairs i != j;
-    the result is the average over those classes. 0 means every class collapsed to one point.
-    """
-    if features.ndim != 2 or labels.shape != (features.shape[0],):
-        raise ValueError(f"class_diversity expects features (N, D) and labels (N,), got {tuple(features.shape)} "
-                         f"and {tuple(labels.shape)}")
-    per_class = []
-    for c in labels.unique():
-        group = features[labels == c].double()  # (n_c, D)
-        n = group.shape[0]
-        if n < 2:
-            continue
-        distances = torch.cdist(group, group)  # (n_c, n_c), zero diagonal
-        per_class.append(distances.sum() / (n * (n - 1)))
-    if not per_class:
-        raise ValueError("class_diversity needs at least one class with two or more samples")
-    return float(torch.stack(per_class).mean())
-
-
 @dataclass
 class GuidanceSweep:
     """Samples and measurements of `guidance_sweep`, one entry per guidance scale."""
 
-    scales: list[float]
+    guidance_scales: list[float]
     labels: torch.Tensor  # (N,) the asked classes, the same at every scale
     images: list[torch.Tensor] = field(default_factory=list)  # (N, C, H, W) in [-1, 1] per scale, on the CPU
     accuracy: list[float] = field(default_factory=list)  # judge accuracy on the asked classes
@@ -81,7 +61,7 @@ class GuidanceSweep:
 
 
 @torch.no_grad()
-def guidance_sweep(ldm: nn.Module, judge: nn.Module, labels: torch.Tensor, scales: Sequence[float],
+def guidance_sweep(ldm: nn.Module, judge: nn.Module, labels: torch.Tensor, guidance_scales: Sequence[float],
                    noise: torch.Tensor | None = None, sampler: str = "dpmpp_2m", steps: int = 20,
                    guidance_rescale: float = 0.0, batch_size: int = 256, progress: bool = True) -> GuidanceSweep:
     """Sample `labels` once per guidance scale from the same starting `noise`; measure every set.
@@ -103,10 +83,10 @@ def guidance_sweep(ldm: nn.Module, judge: nn.Module, labels: torch.Tensor, scale
         raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {shape} (one latent per label)")
     device = next(ldm.parameters()).device
     noise = noise.to(device)
-    result = GuidanceSweep(scales=[float(s) for s in scales], labels=labels)
-    for scale in tqdm(result.scales, desc="guidance scales", disable=not progress):
+    result = GuidanceSweep(guidance_scales=[float(s) for s in guidance_scales], labels=labels)
+    for guidance_scale in tqdm(result.guidance_scales, desc="guidance scales", disable=not progress):
         images = torch.cat([
-            ldm.sample(labels=labels[i:i + batch_size], sampler=sampler, steps=steps, guidance_scale=scale,
+            ldm.sample(labels=labels[i:i + batch_size], sampler=sampler, steps=steps, guidance_scale=guidance_scale,
                        guidance_rescale=guidance_rescale, noise=noise[i:i + batch_size], progress=False).cpu()
             for i in range(0, labels.shape[0], batch_size)])  # (N, C, H, W) on the CPU
         result.images.append(images)
@@ -118,8 +98,11 @@ def guidance_sweep(ldm: nn.Module, judge: nn.Module, labels: torch.Tensor, scale
 
 
 def show_rows(rows: Sequence[torch.Tensor], row_labels: Sequence[str] | None = None, title: str | None = None,
-              scale: float = 0.9):
-    """Image rows [(n, C, H, W), ...] in [-1, 1] as a grid, `row_labels` written at the left; return the Figure."""
+              image_size: float = 0.9):
+    """Image rows [(n, C, H, W), ...] in [-1, 1] as a grid, `row_labels` written at the left; return the Figure.
+
+    image_size: inches per image in the figure.
+    """
     import matplotlib.pyplot as plt
 
     from minildm.data.transforms import to_image
@@ -130,7 +113,7 @@ def show_rows(rows: Sequence[torch.Tensor], row_labels: Sequence[str] | None = N
         raise ValueError(f"{len(row_labels)} row labels for {len(rows)} rows; give one label per row")
     ncols = max(row.shape[0] for row in rows)
     fig, axes = plt.subplots(len(rows), ncols, squeeze=False,
-                             figsize=(scale * ncols + 1.0, scale * len(rows) + (0.4 if title else 0.1)))
+                             figsize=(image_size * ncols + 1.0, image_size * len(rows) + (0.4 if title else 0.1)))
     for r, row in enumerate(rows):
         pixels = to_image(row)  # (n, H, W, C) uint8
         for c in range(ncols):
@@ -160,7 +143,8 @@ class GuidanceExplorer:
     """
 
     def __init__(self, ldm: nn.Module, judge: nn.Module | None = None, class_names: Sequence[str] | None = None,
-                 n: int = 8, scale: float = 3.0, steps: int = 20, max_scale: float = 10.0, seed: int = 0):
+                 n: int = 8, guidance_scale: float = 3.0, steps: int = 20, max_guidance_scale: float = 10.0,
+                 seed: int = 0):
         import ipywidgets as widgets
 
         num_classes = ldm.conditioner.num_classes
@@ -171,34 +155,36 @@ class GuidanceExplorer:
         self.device = next(ldm.parameters()).device
         self.noise = torch.randn(n, *ldm.latent_shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
         self.label = widgets.Dropdown(options=[(name, c) for c, name in enumerate(names)], value=0, description="class")
-        self.scale = widgets.FloatSlider(value=scale, min=0.0, max=max_scale, step=0.5, description="scale s",
+        self.guidance_scale = widgets.FloatSlider(value=guidance_scale, min=0.0, max=max_guidance_scale, step=0.5,
+                                                  description="scale s",
                                          continuous_update=False)
-        self.rescale = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.1, description="rescale phi",
+        self.guidance_rescale = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.1, description="rescale phi",
                                            continuous_update=False)
         self.output = widgets.Output()
-        for control in (self.label, self.scale, self.rescale):
+        for control in (self.label, self.guidance_scale, self.guidance_rescale):
             control.observe(self.update, names="value")
-        self.widget = widgets.VBox([widgets.HBox([self.label, self.scale, self.rescale]), self.output])
+        controls = widgets.HBox([self.label, self.guidance_scale, self.guidance_rescale])
+        self.widget = widgets.VBox([controls, self.output])
         self.names = names
 
-    def run(self, label: int, scale: float, rescale: float = 0.0) -> torch.Tensor:
+    def run(self, label: int, guidance_scale: float, guidance_rescale: float = 0.0) -> torch.Tensor:
         """`n` samples (n, C, H, W) of class `label` from the explorer's fixed noise."""
         labels = torch.full((self.n,), int(label), device=self.device)
-        return self.ldm.sample(labels=labels, steps=self.steps, guidance_scale=scale, guidance_rescale=rescale,
-                               noise=self.noise, progress=False).cpu()
+        return self.ldm.sample(labels=labels, steps=self.steps, guidance_scale=guidance_scale,
+                               guidance_rescale=guidance_rescale, noise=self.noise, progress=False).cpu()
 
     def update(self, *_: Any):
         """Redraw for the current control values (also the widgets' change handler); return the Figure."""
         import matplotlib.pyplot as plt
         from IPython.display import clear_output, display
 
-        label, scale, rescale = self.label.value, self.scale.value, self.rescale.value
+        label, scale, rescale = self.label.value, self.guidance_scale.value, self.guidance_rescale.value
         images = self.run(label, scale, rescale)
         title = f"{self.names[label]}, guidance scale {scale:g}" + (f", rescale {rescale:g}" if rescale else "")
         if self.judge is not None:
             hits = (self.judge.predict(images.to(self.device)).cpu() == label).sum().item()
             title += f": the judge sees the class in {hits} of {self.n}"
-        fig = show_rows([images], title=title, scale=1.0)
+        fig = show_rows([images], title=title, image_size=1.0)
         with self.output:
             clear_output(wait=True)
             display(fig)

@@ -37,7 +37,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from minildm.data import balanced_labels, load_images
 from minildm.diffusion import SAMPLER_NAMES, NoiseSchedule, sample
+from minildm.metrics import judge_features
 from minildm.pretrained import resolve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -103,27 +105,6 @@ def run_toy(runs: list[tuple[str, int]], num_samples: int = 4000, seed: int = 0,
 
 
 # --- a trained class-conditional LDM, judged -------------------------------------------------
-def balanced_labels(num_classes: int, min_samples: int) -> torch.Tensor:
-    """Every class equally often, at least `min_samples` in all: (0, 0, ..., 1, 1, ..., C-1)."""
-    return torch.arange(num_classes).repeat_interleave(math.ceil(min_samples / num_classes))
-
-
-@torch.no_grad()
-def real_images(data: dict[str, Any], num_images: int, split: str = "val") -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `num_images` images (N, C, H, W) of `split` of the dataset described by `data`, and labels (N,)."""
-    from minildm.data import get_dataset
-
-    dataset = get_dataset(data["name"], split=split, size=data.get("size", 32), **(data.get("options") or {}))
-    items = [dataset[i] for i in range(min(num_images, len(dataset)))]
-    return torch.stack([it["image"] for it in items]), torch.tensor([it["label"] for it in items])
-
-
-@torch.no_grad()
-def judge_features(judge: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """(N, C, H, W) -> (N, D) judge features, batched."""
-    return torch.cat([judge.features(chunk) for chunk in images.split(batch_size)])
-
-
 @torch.no_grad()
 def judge_scores(judge: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                  real_features: torch.Tensor) -> dict[str, float]:
@@ -239,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         ldm, data = load_with_data(args.checkpoint)
         judge_spec = args.judge or f"judge-{data['name']}"
         judge = resolve(judge_spec)
-        real, real_classes = real_images(data, args.num_real, args.real_split)
+        real, real_classes = load_images(data, args.num_real, args.real_split)
         labels = balanced_labels(ldm.conditioner.num_classes, args.min_samples)
         meta.update(problem="checkpoint", checkpoint=args.checkpoint, judge=judge_spec, dataset=data,
                     guidance_scale=args.guidance_scale, num_samples=labels.numel(),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,37 @@ def test_shards_cover_each_epoch_once():
     assert [list(s) for s in shards] != first  # a new order every epoch
     shards[0].epoch, shards[0].start_batch = 0, 3
     assert list(shards[0]) == first[0][3:]  # resuming inside an epoch skips exactly the used batches
+
+
+SHUTDOWN_SCRIPT = textwrap.dedent("""
+    import os
+    import torch
+    import torch.distributed as dist
+    from minildm.train.distributed import init_distributed, shutdown
+    info = init_distributed("cpu")
+    torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])  # imports torch._dynamo, as the trainer's optimizers do
+    dist.all_reduce(torch.ones(2))
+    shutdown(info)
+    print(sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")))
+""")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="lists threads through Linux /proc")
+def test_shutdown_joins_the_gloo_threads():
+    # gloo threads still running at interpreter exit sometimes abort the process (SIGABRT,
+    # "terminate called without an active exception"): `shutdown` must leave none behind
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "WORLD_SIZE": "2",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    workers = [subprocess.Popen([sys.executable, "-c", SHUTDOWN_SCRIPT], cwd=ROOT, env={**env, "RANK": str(rank)},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in range(2)]
+    for worker in workers:
+        out, err = worker.communicate(timeout=240)
+        assert worker.returncode == 0, err[-3000:]
+        threads = out.strip().splitlines()[-1]
+        assert "gloo" not in threads, threads
 
 
 def torchrun(out: Path, *overrides: str) -> subprocess.CompletedProcess:

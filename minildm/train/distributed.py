@@ -49,12 +49,22 @@ def init_distributed(device_type: str) -> DistInfo:
         return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, initialized_here=False)
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)
+    # Import torch._dynamo before the group exists: the first optimizer imports it anyway, and
+    # imported later it keeps ~10 references to the default group that destroy_process_group
+    # cannot drop, so gloo's threads outlive `shutdown` and die with the interpreter, which
+    # now and then aborts the process ("terminate called without an active exception").
+    import torch._dynamo  # noqa: F401
+
     dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     return DistInfo(rank, world_size, local_rank, initialized_here=True)
 
 
 def shutdown(info: DistInfo) -> None:
-    """Leave the process group if `init_distributed` joined it."""
+    """Leave the process group if `init_distributed` joined it.
+
+    Destroying the group frees the backend: gloo's worker and socket threads are joined here,
+    while the interpreter is whole, not left running into interpreter exit.
+    """
     if info.initialized_here and dist.is_initialized():
         dist.destroy_process_group()
 

@@ -19,9 +19,7 @@ bars (shapes KL-f4 >= 30 dB, shapes VQ-f4 >= 27 dB with >= 50% of codes used, di
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -37,7 +35,7 @@ from minildm.metrics import evaluate_autoencoder, reconstruct
 from minildm.train import train_from_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load_with_data  # noqa: E402  (benchmarks/common.py)
+from common import load_with_data, machine_info  # noqa: E402  (benchmarks/common.py)
 
 CH_MULT = {2: [1, 2], 4: [1, 2, 2], 8: [1, 2, 2, 4]}
 NUM_EXAMPLES = 6  # held-out images whose reconstructions are stored (as PNG text) for notebook 04
@@ -178,9 +176,7 @@ def main() -> None:
         if args.json is None:
             return
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"command": " ".join(["python", *sys.argv]), "torch": torch.__version__,
-                "threads": torch.get_num_threads(), "machine": platform.machine(),
-                "date_utc": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}",
+        meta = {**machine_info(), "command": " ".join(["python", *sys.argv]),
                 "wall_s": round(time.perf_counter() - start, 1), "mode": "checkpoints" if checkpoints else "sweep",
                 "complete": complete}
         originals = {"count": NUM_EXAMPLES, "images_png": examples} if examples else None
@@ -189,8 +185,9 @@ def main() -> None:
     examples: dict[str, str] = {}
     rows = run_checkpoints(args, lpips) if checkpoints else run_sweep(args, lpips, write_json, examples)
     write_json(rows, complete=True)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}, "
-          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {time.perf_counter() - start:.0f} s")
+    info = machine_info()
+    print(f"torch {info['torch']}, {info['threads']} thread(s), {info['machine']}, {info['date_utc']} UTC, "
+          f"{time.perf_counter() - start:.0f} s")
     print_table(rows, checkpoints)
 
 

@@ -27,9 +27,10 @@ second of one dedicated core), so both models get the same compute whatever the 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -37,16 +38,18 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from minildm.ldm import LatentDiffusion
-from minildm.metrics import frechet_distance, judge_accuracy
-from minildm.train import EMA, load_config
+from minildm.data import balanced_labels, load_images
+from minildm.ldm import LatentDataset, LatentDiffusion
+from minildm.metrics import (judge_accuracy, judge_features, sample_and_judge, sampling_seconds_per_image,
+                             train_images_per_second)
 from minildm.pretrained import resolve
-from minildm.train.optim import learning_rate
+from minildm.train import Trainer, load_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info  # noqa: E402  (benchmarks/common.py)
 
 UNET_FAMILY = "demo/shapes-ldm"
+SHAPES = {"name": "shapes", "size": 32, "options": {"num_objects": 1}}  # single-object shapes, 18 classes
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 """Clocks: wall-clock seconds, or this process's CPU seconds (= wall clock on a dedicated core with one
 thread; the fair measure on a machine shared with other jobs)."""
@@ -82,25 +85,6 @@ def _clock(name: str) -> Callable[[], float]:
     return CLOCKS[name]
 
 
-def train_rate(model: LatentDiffusion, batch: dict[str, torch.Tensor], steps: int, clock: str = "wall") -> float:
-    """Training images per `clock` second over `steps` optimizer steps on one fixed batch (after a warm-up step)."""
-    read = _clock(clock)
-    opt = torch.optim.AdamW(model.optimizer_groups()["model"], lr=1e-4)
-
-    def step() -> None:
-        loss, _ = model.training_step(batch, "model", 0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    model.train()
-    step()  # warm-up
-    start = read()
-    for _ in range(steps):
-        step()
-    return steps * batch[next(iter(batch))].shape[0] / (read() - start)
-
-
 def throughput(models: dict[str, LatentDiffusion], batch_size: int = 64, steps: int = 10,
                samples: int = 18, clock: str = "wall") -> dict[str, Any]:
     """Train images/s (cached latents and on the fly) and sampling s/image of each model, and the LDM's speed-up.
@@ -115,17 +99,16 @@ def throughput(models: dict[str, LatentDiffusion], batch_size: int = 64, steps: 
         images = torch.rand(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
         labels = torch.arange(batch_size) % num_classes
         row = {"model": f"{name} ({_shape_name(model)})", "latent_shape": list(model.latent_shape)}
-        row["train_img_per_s_on_the_fly"] = train_rate(model, {"image": images, "label": labels}, steps, clock)
+        row["train_img_per_s_on_the_fly"] = train_images_per_second(model, {"image": images, "label": labels}, steps,
+                                                                    clock=read)
         if model.first_stage.downsampling_factor == 1:
             row["train_img_per_s_cached"] = row["train_img_per_s_on_the_fly"]  # nothing to cache
         else:
             latents = model.encode(images)
-            row["train_img_per_s_cached"] = train_rate(model, {"latent": latents, "label": labels}, steps, clock)
-        model.eval()
-        start = read()
-        model.sample(labels=torch.arange(samples) % num_classes, sampler="dpmpp_2m", steps=20, guidance_scale=3.0,
-                     progress=False, generator=torch.Generator().manual_seed(0))
-        row["sample_s_per_image"] = (read() - start) / samples
+            row["train_img_per_s_cached"] = train_images_per_second(model, {"latent": latents, "label": labels}, steps,
+                                                                    clock=read)
+        row["sample_s_per_image"] = sampling_seconds_per_image(model, torch.arange(samples) % num_classes, steps=20,
+                                                               guidance_scale=3.0, clock=read)
         rows.append(row)
     pixel, latent = rows
     speedup = {k: latent[k] / pixel[k] for k in ("train_img_per_s_cached", "train_img_per_s_on_the_fly")}
@@ -134,75 +117,35 @@ def throughput(models: dict[str, LatentDiffusion], batch_size: int = 64, steps: 
 
 
 # --- equal wall clock ---------------------------------------------------------------------------
-def train_for(model: LatentDiffusion, data: dict[str, torch.Tensor], seconds: float, start: float | None = None,
+def train_for(model: LatentDiffusion, data: LatentDataset, seconds: float, start: float | None = None,
               batch_size: int = 64, lr: float = 1e-3, warmup_steps: int = 20, ema_decay: float = 0.999,
-              grad_clip: float = 1.0, seed: int = 0, clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
-    """Train on random batches of `data` until `seconds` have passed since `start` (default: now).
+              grad_clip: float = 1.0, seed: int = 0, clock: Callable[[], float] = time.perf_counter,
+              calibration_steps: int = 3) -> dict[str, Any]:
+    """Train with minildm.train.Trainer for as many steps as fit in `seconds` since `start` (default: now).
 
-    data: tensors with the same first dimension, e.g. {"image": (N, 3, H, W), "label": (N,)} or
-    {"latent": ..., "label": ...}. AdamW with linear warm-up then a constant rate (the budget, not a
-    step count, ends training, so there is no cosine decay), gradient clipping and an EMA of the
-    weights, which are copied into the model at the end (as the course's trainer samples with them).
-    A step starts only if, taking as long as the previous one, it ends within the budget (the first
-    step always runs). Returns {"steps", "images", "seconds"}.
+    The trainer runs a fixed number of steps, so the budget becomes a step count first: a copy of the
+    model times `calibration_steps` optimizer steps on one batch (`train_images_per_second`), and the
+    rest of the budget buys that many more (at least one). The run: AdamW with linear warm-up then a
+    constant rate (the budget, not a step count, ends training, so there is no cosine decay), gradient
+    clipping, and an EMA of the weights, copied into the model at the end (as the course samples with
+    them). data: "latent" (cached latents, or the images themselves for pixel diffusion) and "label".
+    The trainer's fixed cost (setup, its final checkpoint; a fraction of a second) comes on top of the
+    steps. Returns {"steps", "images", "seconds"}.
     """
     start = clock() if start is None else start
-    torch.manual_seed(seed)  # the diffusion times and noise of training_step
-    generator = torch.Generator().manual_seed(seed)
-    params = model.optimizer_groups()["model"]
-    opt = torch.optim.AdamW(params, lr=lr)
-    ema = EMA(model, ema_decay)
-    num_items = next(iter(data.values())).shape[0]
-    model.train()
-    step, last_step_seconds = 0, 0.0
-    while clock() - start + last_step_seconds <= seconds:  # only start a step expected to end within budget
-        step_start = clock()
-        index = torch.randint(0, num_items, (batch_size,), generator=generator)
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(lr, step, 0, warmup_steps, "constant")
-        loss, _ = model.training_step({k: v[index] for k, v in data.items()}, "model", step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        opt.step()
-        ema.update(model)
-        step += 1
-        last_step_seconds = clock() - step_start
-    ema.copy_to(model)
+    batch = data.get_batch(list(range(min(batch_size, len(data)))))
+    rate = train_images_per_second(copy.deepcopy(model), batch, calibration_steps, lr=lr, clock=clock)
+    step_seconds = len(batch["latent"]) / rate
+    steps = max(1, int((seconds - (clock() - start)) / step_seconds))
+    config = {"train": {"steps": steps, "batch_size": batch_size, "lr": lr, "warmup_steps": warmup_steps,
+                        "lr_schedule": "constant", "grad_clip": grad_clip, "ema_decay": ema_decay, "seed": seed,
+                        "log_every": steps, "checkpoint_every": steps, "sample_every": 0,
+                        "device": str(next(model.parameters()).device)}}
+    with tempfile.TemporaryDirectory(prefix="minildm-pixels-vs-latents-") as out_dir:
+        trainer = Trainer(model, data, config, out_dir=out_dir, progress=False).fit()
+    trainer.ema.copy_to(model)
     model.eval()
-    return {"steps": step, "images": step * batch_size, "seconds": clock() - start}
-
-
-@torch.no_grad()
-def encode_in_batches(model: LatentDiffusion, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Scaled latents of (N, C, H, W) images, encoded once by the frozen first stage."""
-    return torch.cat([model.encode(chunk) for chunk in images.split(batch_size)])
-
-
-@torch.no_grad()
-def sample_and_judge(model: LatentDiffusion, judge: nn.Module, labels: torch.Tensor, real_features: torch.Tensor,
-                     steps: int = 20, guidance_scale: float = 3.0, seed: int = 0,
-                     batch_size: int = 36) -> dict[str, float]:
-    """Sample `labels` (DPM-Solver++(2M), CFG), then judge accuracy, judge-feature Frechet distance, s/image."""
-    generator = torch.Generator().manual_seed(seed)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    images = torch.cat([model.sample(labels=chunk, sampler="dpmpp_2m", steps=steps, guidance_scale=guidance_scale,
-                                     generator=generator, progress=False) for chunk in labels.split(batch_size)])
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    features = torch.cat([judge.features(chunk) for chunk in images.split(256)])
-    return {"judge_accuracy": judge_accuracy(judge, images, labels),
-            "frechet_distance": frechet_distance(features, real_features),
-            "sample_s_per_image": seconds / labels.numel(), "sample_cpu_s_per_image": cpu_seconds / labels.numel()}
-
-
-@torch.no_grad()
-def shapes_images(split: str, num_images: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `num_images` single-object shapes of `split`: images (N, 3, size, size) and labels (N,)."""
-    from minildm.data import get_dataset
-
-    dataset = get_dataset("shapes", split=split, size=size, num_objects=1)
-    items = [dataset[i] for i in range(min(num_images, len(dataset)))]
-    return torch.stack([it["image"] for it in items]), torch.tensor([it["label"] for it in items])
+    return {"steps": steps, "images": steps * batch_size, "seconds": clock() - start}
 
 
 def equal_wall_clock(models: dict[str, LatentDiffusion], judge: nn.Module, seconds: float,
@@ -212,16 +155,15 @@ def equal_wall_clock(models: dict[str, LatentDiffusion], judge: nn.Module, secon
     """Train each model for `seconds` on `clock` (latent encoding included), then sample and judge it."""
     read = _clock(clock)
     images, labels = train
-    num_classes = judge.num_classes
-    sample_labels = torch.arange(num_classes).repeat_interleave(math.ceil(min_samples / num_classes))
-    real_features = torch.cat([judge.features(chunk) for chunk in real.split(256)]).detach()
+    sample_labels = balanced_labels(judge.num_classes, min_samples)
+    real_features = judge_features(judge, real)
     rows = []
     for name, model in models.items():
         start, wall_start = read(), time.perf_counter()
-        if model.first_stage.downsampling_factor == 1:
-            data, encode_seconds = {"image": images, "label": labels}, 0.0
+        if model.first_stage.downsampling_factor == 1:  # pixel diffusion: the "latents" are the images
+            data, encode_seconds = LatentDataset(model.encode(images), {"label": labels}), 0.0
         else:
-            data = {"latent": encode_in_batches(model, images), "label": labels}
+            data = LatentDataset(model.encode(images, batch_size=256).cpu(), {"label": labels})
             encode_seconds = read() - start
         trained = train_for(model, data, seconds, start=start, batch_size=batch_size, seed=seed, clock=read)
         rows.append({"model": f"{name} ({_shape_name(model)})", "clock": clock, "budget_s": seconds,
@@ -230,8 +172,8 @@ def equal_wall_clock(models: dict[str, LatentDiffusion], judge: nn.Module, secon
                      "steps": trained["steps"], "images_seen": trained["images"],
                      "train_img_per_s": trained["images"] / max(trained["seconds"] - encode_seconds, 1e-9),
                      "num_samples": sample_labels.numel(),
-                     **sample_and_judge(model, judge, sample_labels, real_features, sample_steps, guidance_scale,
-                                        seed)})
+                     **sample_and_judge(model, judge, sample_labels, real_features, steps=sample_steps,
+                                        guidance_scale=guidance_scale, seed=seed, batch_size=36)})
         print(format_wall_clock([rows[-1]]).splitlines()[-1], flush=True)
     return rows
 
@@ -255,7 +197,7 @@ def format_wall_clock(rows: list[dict[str, Any]]) -> str:
              "| Frechet distance (judge features) | sampling s/image (CPU s/image) |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['train_seconds']:.0f} {r['clock']} s ({r['encode_seconds']:.0f} s) | {r['steps']} "
               f"({r['images_seen']}) | {r['train_img_per_s']:.1f} | {100 * r['judge_accuracy']:.1f}% "
-              f"| {r['frechet_distance']:.3f} | {r['sample_s_per_image']:.3f} ({r['sample_cpu_s_per_image']:.3f}) |"
+              f"| {r['judge_frechet_distance']:.3f} | {r['sample_s_per_image']:.3f} ({r['sample_cpu_s_per_image']:.3f}) |"
               for r in rows]
     return "\n".join(lines)
 
@@ -292,13 +234,14 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.wall_clock:
         judge = resolve(args.judge)
-        train = shapes_images("train", args.train_images)
-        real, real_labels = shapes_images("val", args.num_real)
+        train = load_images(SHAPES, args.train_images, split="train")
+        real, real_labels = load_images(SHAPES, args.num_real, split="val")
         result["wall_clock"] = {
             "budget_s_each": args.wall_clock, "clock": args.clock, "judge": args.judge, "batch_size": args.batch,
             "train_images": train[0].shape[0], "num_real": real.shape[0],
             "judge_accuracy_on_real": judge_accuracy(judge, real, real_labels),
-            "optimizer": "AdamW lr 1e-3, 20 warm-up steps then constant, grad clip 1, EMA 0.999 (sampled with EMA)",
+            "optimizer": "minildm.train.Trainer: AdamW lr 1e-3, 20 warm-up steps then constant, grad clip 1, "
+                         "EMA 0.999 (sampled with EMA); steps = the budget / the time of a calibration step",
             "sampling": "dpmpp_2m, 20 steps, CFG 3"}
         print(f"\nequal budget: {args.wall_clock:.0f} {args.clock} s each; judge {args.judge} "
               f"({100 * result['wall_clock']['judge_accuracy_on_real']:.1f}% on real val images)")

@@ -126,7 +126,7 @@ def sample_counted(ldm: nn.Module, labels: torch.Tensor, noise: torch.Tensor, sa
     generator = torch.Generator(device=noise.device).manual_seed(seed)
     images, nfe = [], set()
     for label_chunk, noise_chunk in zip(labels.split(batch_size), noise.split(batch_size)):
-        model_fn, calls = counted(ldm.denoiser_fn(label_chunk, guidance_scale))
+        model_fn, calls = counted(ldm.prediction_fn(label_chunk, guidance_scale))
         z = sample(model_fn, noise_chunk.shape, sampler, steps, schedule=ldm.schedule, objective=ldm.objective,
                    noise=noise_chunk, generator=generator, disable=True)
         images.append(ldm.decode(z))

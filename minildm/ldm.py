@@ -7,6 +7,8 @@ added by the forward process; samples are drawn in latent space and decoded, x~ 
 
     L_LDM = E_{E(x), y, eps ~ N(0, I), t} || eps - eps_theta(z_t, t, tau_theta(y)) ||^2      (Eq. 3)
 
+`latent_diffusion_loss` computes it for given t, noise and labels; `training_step` draws them.
+
 Pixel-space diffusion is the same class with `first_stage=None` (an identity first stage),
 so the course compares pixels and latents through one code path.
 
@@ -24,30 +26,41 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+from minildm.autoencoder import FirstStage, check_first_stage
 from minildm.conditioning import ClassConditioner
 from minildm.diffusion import NoiseSchedule, cfg_model, diffusion_loss, q_sample, sample as run_sampler
 from minildm.unet import UNetModel
 
 CONDITIONER_TYPES = ("class",)
+LDM_SCHEDULE = {"name": "scaled_linear", "num_timesteps": 1000, "beta_start": 0.0015, "beta_end": 0.0195}
+"""The paper's LDM noise schedule (LDM App. E / CompVis configs: `linear_start: 0.0015, linear_end: 0.0195`,
+CompVis "linear" = diffusers "scaled_linear"). Stable Diffusion uses scaled_linear 0.00085 .. 0.012,
+the default of `NoiseSchedule.from_name("scaled_linear")`; pass `schedule=` to choose it."""
 
 
 class IdentityFirstStage(nn.Module):
-    """The "autoencoder" of pixel-space diffusion: latents are the images themselves (f = 1)."""
+    """The "autoencoder" of pixel-space diffusion: latents are the (scaled) images themselves (f = 1).
+
+    It implements `minildm.autoencoder.FirstStage` like the autoencoders do: encode_latent(x) =
+    scale_factor * x and decode_latent(z) = z / scale_factor (scale 1 unless set).
+    """
 
     downsampling_factor = 1
 
-    def __init__(self):
+    def __init__(self, scale_factor: float = 1.0):
         super().__init__()
-        self.register_buffer("scale_factor", torch.tensor(1.0))
+        self.register_buffer("scale_factor", torch.tensor(float(scale_factor)))
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
-        return x
+        """Images (B, C, H, W) -> scale_factor * images."""
+        return self.scale_factor * x
 
     def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
-        return z
+        """Scaled images -> images."""
+        return z / self.scale_factor
 
 
-def as_first_stage(model: nn.Module | None) -> nn.Module:
+def as_first_stage(model: nn.Module | None) -> FirstStage:
     """The first stage LatentDiffusion uses for `model`: None -> identity (pixel space), a trainable -> its autoencoder.
 
     Where a first stage comes from (a course checkpoint name, a run folder, a config) is decided
@@ -59,12 +72,8 @@ def as_first_stage(model: nn.Module | None) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"first_stage must be an nn.Module (an autoencoder) or None, got {type(model).__name__}; "
                         "load one by name or folder with minildm.pretrained.resolve")
-    model = getattr(model, "autoencoder", model)  # trainables (autoencoder + loss + discriminator) -> the autoencoder
-    for name in ("encode_latent", "decode_latent", "scale_factor"):
-        if not hasattr(model, name):
-            raise TypeError(f"a first stage needs `{name}`; {type(model).__name__} has none "
-                            "(use an AutoencoderKL / VQModel checkpoint)")
-    return model
+    # trainables (autoencoder + loss + discriminator) -> the autoencoder, checked against the FirstStage protocol
+    return check_first_stage(getattr(model, "autoencoder", model))
 
 
 class LatentDataset(Dataset):
@@ -106,6 +115,25 @@ def build_conditioner(spec: Mapping[str, Any] | None) -> nn.Module | None:
     raise ValueError(f"unknown conditioner type {kind!r}; valid types: {', '.join(CONDITIONER_TYPES)}")
 
 
+def latent_diffusion_loss(model: LatentDiffusion, z0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
+                          labels: torch.Tensor | None = None, drop_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """L_LDM (LDM Eq. 2, with tau_theta(y) Eq. 3) of a LatentDiffusion `model` for given t, noise and labels.
+
+    z0: scaled latents (B, c, h, w); t: timesteps (B,); noise: (B, c, h, w); labels: the condition
+    (B,) or None; drop_mask: (B,) bool, True where the label becomes the null class (classifier-free
+    guidance training). z_t = q_sample(z0, t, noise); the loss compares the UNet's output on
+    (z_t, t, tau(labels)) with its target (eps for the paper) through `diffusion_loss`, with the
+    model's objective and weighting. `LatentDiffusion.training_step` is this function at random
+    t, noise and dropout.
+    """
+    z_t = q_sample(z0, t, noise, model.schedule)  # (B, c, h, w)
+    if labels is not None and drop_mask is not None:
+        labels = torch.where(drop_mask, model.conditioner.null_input(labels), labels)
+    output = model.model_output(z_t, t, model.condition(labels))
+    return diffusion_loss(output, z0, noise, t, model.schedule, objective=model.objective,
+                          weighting=model.loss_weighting, gamma=model.min_snr_gamma)
+
+
 class LatentDiffusion(nn.Module):
     """The LDM of Rombach et al. (2022): diffusion in the latent space of a frozen autoencoder.
 
@@ -115,7 +143,8 @@ class LatentDiffusion(nn.Module):
             a course checkpoint name, a run folder or {"target", "params"}, loaded by minildm.pretrained.build_model.
         conditioner: see `build_conditioner` (None = unconditional).
         image_size: size of the images in pixels; latents are image_size / f.
-        schedule: {"name", "num_timesteps", "beta_start", "beta_end"} of `NoiseSchedule.from_name`.
+        schedule: {"name", "num_timesteps", "beta_start", "beta_end"} of `NoiseSchedule.from_name`; keys not
+            given come from LDM_SCHEDULE (the paper's LDMs: scaled_linear 0.0015 .. 0.0195, T = 1000).
         objective: what the UNet predicts: "eps" (the paper), "x0" or "v".
         loss_weighting: "uniform" (the paper) or "min_snr" (Hang et al., 2023) with `min_snr_gamma`.
         cond_drop_prob: probability of replacing the condition by the null condition (CFG training).
@@ -148,9 +177,7 @@ class LatentDiffusion(nn.Module):
             raise ValueError(f"class conditioning in 'adm' mode needs unet.num_classes = "
                              f"{self.conditioner.num_classes + 1} (the classes + one null class for guidance), "
                              f"got {unet.get('num_classes')}")
-        schedule = {"name": "scaled_linear", "num_timesteps": 1000, "beta_start": 0.0015, "beta_end": 0.0195,
-                    **(schedule or {})}
-        self.schedule = NoiseSchedule.from_name(**schedule)
+        self.schedule = NoiseSchedule.from_name(**{**LDM_SCHEDULE, **(schedule or {})})
         self.objective = objective
         self.loss_weighting = loss_weighting
         self.min_snr_gamma = min_snr_gamma
@@ -179,12 +206,17 @@ class LatentDiffusion(nn.Module):
 
     # --- stage 1 <-> latent space -------------------------------------------------------
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """Images (B, C, H, W) in [-1, 1] -> scaled latents (B, c, H/f, W/f) with unit-ish variance.
 
         The first stage applies its own `scale_factor` (1/std of its latents, LDM App. G "scale_by_std").
+        With `batch_size`, the images go through the encoder that many at a time. The images are
+        moved to the model's device; the latents stay there.
         """
-        return self.first_stage.encode_latent(x)
+        x = x.to(self.first_stage.scale_factor.device)
+        if batch_size is None:
+            return self.first_stage.encode_latent(x)
+        return torch.cat([self.first_stage.encode_latent(chunk) for chunk in x.split(batch_size)])
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -194,17 +226,18 @@ class LatentDiffusion(nn.Module):
     @torch.no_grad()
     def encode_dataset(self, dataset: Dataset, num_items: int | None = None, batch_size: int = 256,
                        keys: tuple[str, ...] = ("label",)) -> LatentDataset:
-        """Encode the first `num_items` images of `dataset` once (see `LatentDataset`)."""
+        """Encode the first `num_items` images of `dataset` once (see `LatentDataset`), `batch_size` at a time."""
         from tqdm.auto import tqdm
 
+        from minildm.data import stack_items
+
         n = len(dataset) if num_items is None else min(num_items, len(dataset))
-        device = next(self.unet.parameters()).device
         latents, extras = [], {k: [] for k in keys}
         for start in tqdm(range(0, n, batch_size), desc="encoding latents", leave=False):
-            items = [dataset[i] for i in range(start, min(start + batch_size, n))]
-            latents.append(self.encode(torch.stack([it["image"] for it in items]).to(device)).cpu())
+            batch = stack_items(dataset, min(batch_size, n - start), ("image", *keys), start=start)
+            latents.append(self.encode(batch["image"]).cpu())
             for k in keys:
-                extras[k].append(torch.as_tensor([it[k] for it in items]))
+                extras[k].append(batch[k])
         return LatentDataset(torch.cat(latents), {k: torch.cat(v) for k, v in extras.items()})
 
     # --- the network and its conditioning ---------------------------------------------------
@@ -219,23 +252,24 @@ class LatentDiffusion(nn.Module):
         return self.unet(z_t, t, **cond)
 
     def training_step(self, batch: dict[str, torch.Tensor], group: str, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """One Monte-Carlo sample of Eq. 3 per image (the trainer contract)."""
+        """One Monte-Carlo sample of Eq. 2 / 3 per image (the trainer contract): `latent_diffusion_loss`
+        at random t ~ U{0, T-1}, noise ~ N(0, I), and labels dropped to the null class with
+        probability `cond_drop_prob` (classifier-free guidance training)."""
         z0 = batch["latent"] if "latent" in batch else self.encode(batch["image"])
         t = torch.randint(0, self.schedule.num_timesteps, (z0.shape[0],), device=z0.device)
         noise = torch.randn_like(z0)
-        z_t = q_sample(z0, t, noise, self.schedule)
         labels = None
         if self.conditioner is not None:
             labels = self.conditioner.drop(batch[self.conditioner.batch_key], self.cond_drop_prob)
-        output = self.model_output(z_t, t, self.condition(labels))
-        loss = diffusion_loss(output, z0, noise, t, self.schedule, objective=self.objective,
-                              weighting=self.loss_weighting, gamma=self.min_snr_gamma)
+        loss = latent_diffusion_loss(self, z0, t, noise, labels)
         return loss, {"loss": loss.detach()}
 
     # --- sampling ---------------------------------------------------------------------------
-    def denoiser_fn(self, labels: torch.Tensor | None = None, guidance_scale: float | None = None,
-                    guidance_rescale: float = 0.0):
-        """model_fn(z_t, t) for `minildm.diffusion.sample`, with classifier-free guidance when scale != 1."""
+    def prediction_fn(self, labels: torch.Tensor | None = None, guidance_scale: float | None = None,
+                      guidance_rescale: float = 0.0):
+        """The network's prediction model_fn(z_t, t) -> eps (or x0 / v, following `objective`) for
+        `minildm.diffusion.sample`, with classifier-free guidance when scale != 1. (Not a denoiser
+        D(x, sigma) in the sense of minildm.diffusion.denoiser: the sampler converts it.)"""
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
         if self.conditioner is None or labels is None:
             return lambda z, t: self.model_output(z, t, {})
@@ -266,7 +300,7 @@ class LatentDiffusion(nn.Module):
         if labels is not None:
             labels = torch.as_tensor(labels, device=device).long()
             n = labels.shape[0]
-        model_fn = self.denoiser_fn(labels, guidance_scale, guidance_rescale)
+        model_fn = self.prediction_fn(labels, guidance_scale, guidance_rescale)
         z = run_sampler(model_fn, (n, *self.latent_shape), sampler or self.sampler, steps or self.sample_steps,
                         schedule=self.schedule, objective=self.objective, generator=generator, device=device,
                         disable=not progress, **sampler_options)

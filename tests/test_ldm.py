@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from minildm.diffusion import NoiseSchedule, diffusion_loss, q_sample
-from minildm.ldm import LatentDiffusion
+from minildm.ldm import LDM_SCHEDULE, LatentDiffusion, latent_diffusion_loss
 from minildm.pretrained import resolve
 
 TINY_UNET = dict(in_channels=3, out_channels=3, model_channels=16, channel_mult=[1, 2], num_res_blocks=1,
@@ -88,8 +88,8 @@ def test_guidance_scale_one_is_the_conditional_model_and_cfg_mixes():
     t = torch.tensor([500.0, 500.0])
     cond = ldm.model_output(z, t, ldm.condition(labels))
     uncond = ldm.model_output(z, t, ldm.condition(torch.full_like(labels, 4)))
-    assert torch.allclose(ldm.denoiser_fn(labels, 1.0)(z, t), cond, atol=1e-6)
-    assert torch.allclose(ldm.denoiser_fn(labels, 3.0)(z, t), uncond + 3 * (cond - uncond), atol=1e-5)
+    assert torch.allclose(ldm.prediction_fn(labels, 1.0)(z, t), cond, atol=1e-6)
+    assert torch.allclose(ldm.prediction_fn(labels, 3.0)(z, t), uncond + 3 * (cond - uncond), atol=1e-5)
 
 
 def test_sample_shapes_and_determinism():
@@ -129,3 +129,52 @@ def test_class_conditioner_checks_labels_at_sampling_and_drops_with_any_generato
     again = conditioner.drop(labels, 0.25, generator=torch.Generator().manual_seed(0))
     assert torch.equal(dropped, again) and 0.2 < (dropped == 4).float().mean() < 0.3
     assert torch.equal(dropped[dropped != 4], labels[dropped != 4])
+
+
+# --- Eq. 2 with its random draws made explicit -----------------------------------------------------
+def _pixel_ldm(cond_drop_prob: float = 0.5, objective: str = "eps", weighting: str = "uniform") -> LatentDiffusion:
+    torch.manual_seed(0)
+    model = LatentDiffusion(unet=TINY_UNET, first_stage=None, image_size=8, objective=objective, loss_weighting=weighting,
+                            conditioner={"type": "class", "num_classes": 4, "embed_dim": 16, "mode": "crossattn"},
+                            cond_drop_prob=cond_drop_prob, sample_steps=3)
+    with torch.no_grad():  # the UNet's zero-initialised output layers would make its output ignore the condition
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("objective,weighting", [("eps", "uniform"), ("v", "min_snr")])
+def test_latent_diffusion_loss_is_training_step_with_its_random_draws_made_explicit(objective, weighting):
+    model = _pixel_ldm(objective=objective, weighting=weighting)
+    z0 = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    torch.manual_seed(5)
+    expected, _ = model.training_step({"latent": z0, "label": labels}, "model", 0)
+    torch.manual_seed(5)  # the same draws, in training_step's order: t, noise, dropout mask
+    t = torch.randint(0, model.schedule.num_timesteps, (6,))
+    noise = torch.randn_like(z0)
+    drop_mask = torch.rand(labels.shape) < model.cond_drop_prob
+    assert drop_mask.any() and not drop_mask.all()  # the seed exercises both kept and dropped labels
+    actual = latent_diffusion_loss(model, z0, t, noise, labels, drop_mask)
+    torch.testing.assert_close(actual, expected)
+    no_drop = latent_diffusion_loss(model, z0, t, noise, labels, torch.zeros(6, dtype=torch.bool))
+    assert not torch.allclose(no_drop, actual)  # dropping labels changes the conditioning
+
+
+def test_latent_diffusion_loss_drop_mask_means_null_class():
+    model = _pixel_ldm()
+    z0, noise = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
+    t, labels = torch.tensor([10, 200, 500, 900]), torch.tensor([0, 1, 2, 3])
+    dropped = latent_diffusion_loss(model, z0, t, noise, labels, torch.ones(4, dtype=torch.bool))
+    null = latent_diffusion_loss(model, z0, t, noise, torch.full((4,), 4))
+    torch.testing.assert_close(dropped, null)
+
+
+
+def test_default_schedule_is_the_papers_ldm_schedule_not_stable_diffusions():
+    ldm = _pixel_ldm()
+    paper = NoiseSchedule.from_name(**LDM_SCHEDULE)
+    torch.testing.assert_close(ldm.schedule.betas, paper.betas)
+    assert ldm.schedule.betas[0].item() == pytest.approx(0.0015) and ldm.schedule.betas[-1].item() == pytest.approx(0.0195)
+    sd = NoiseSchedule.from_name("scaled_linear")  # Stable Diffusion's 0.00085 .. 0.012
+    assert sd.betas[0].item() == pytest.approx(0.00085) and not torch.allclose(sd.betas, paper.betas)

@@ -1,15 +1,14 @@
 """Teaching helpers for notebook 07 (latent diffusion: scale factor, training, pixels vs latents; LDM Sec. 3.2-3.3).
 
-    latent_diffusion_loss    L_LDM (Eq. 2) for given t, noise and condition dropout: training_step made explicit
     effective_log_snr        log SNR(t) of a schedule seen by data of standard deviation `data_std`
     plot_effective_snr       those curves for several latent scales
     show_noised_latents      decode z_t for a few t, one row per latent scale (why 1 / std matters)
     plot_loss_curve          a training loss with its running mean
     show_class_grid          samples in a classes x samples grid, judge mistakes framed in red
-    train_images_per_second  timed training steps of a LatentDiffusion (pixels or latents)
-    sampling_seconds_per_image  timed sampling, decoding included
     plot_cost_bars           train img/s and sampling s/image of several models as bar charts
 
+The library pieces notebook 07 teaches live in the library: `minildm.ldm.latent_diffusion_loss`
+(Eq. 2) and the timers `minildm.metrics.train_images_per_second` / `sampling_seconds_per_image`.
 Models are loaded by name or folder with `minildm.pretrained.resolve`.
 Nothing here is needed to train or sample; the library never imports this module.
 """
@@ -17,29 +16,12 @@ Nothing here is needed to train or sample; the library never imports this module
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from minildm.diffusion import NoiseSchedule, diffusion_loss, q_sample
-
-def latent_diffusion_loss(model: nn.Module, z0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
-                          labels: torch.Tensor | None = None, drop_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """L_LDM (LDM Eq. 2, with tau_theta(y) Eq. 3) of a LatentDiffusion `model` for given t, noise and dropout.
-
-    `LatentDiffusion.training_step` draws t (B,), noise (B, c, h, w) and the condition-dropout mask at
-    random and then computes exactly this: z_t = q_sample(z0, t, noise); labels where `drop_mask` is
-    True become the null class (classifier-free guidance training); the loss compares the UNet's output
-    on (z_t, t, tau(labels)) with its target (eps for the paper) through `diffusion_loss`.
-    """
-    z_t = q_sample(z0, t, noise, model.schedule)  # (B, c, h, w)
-    if labels is not None and drop_mask is not None:
-        labels = torch.where(drop_mask, model.conditioner.null_input(labels), labels)
-    output = model.model_output(z_t, t, model.condition(labels))
-    return diffusion_loss(output, z0, noise, t, model.schedule, objective=model.objective,
-                          weighting=model.loss_weighting, gamma=model.min_snr_gamma)
+from minildm.diffusion import NoiseSchedule, q_sample
 
 
 def effective_log_snr(schedule: NoiseSchedule, data_std: float) -> torch.Tensor:
@@ -87,15 +69,15 @@ def show_noised_latents(first_stage: nn.Module, x: torch.Tensor, schedule: Noise
 
     if x.ndim != 3:
         raise ValueError(f"show_noised_latents takes one image (C, H, W), got shape {tuple(x.shape)}")
-    device = first_stage.scale_factor.device
-    z = first_stage.encode_latent(x[None].to(device)) / first_stage.scale_factor  # (C, H, W) -> (1, c, h, w), unscaled
+    device, stored = first_stage.scale_factor.device, first_stage.scale_factor
+    z = first_stage.encode_latent(x[None].to(device)) / stored  # (C, H, W) -> (1, c, h, w), unscaled
     noise = torch.randn(z.shape, generator=generator).to(device)
     fig, axes = plt.subplots(len(scales), len(timesteps), figsize=(1.05 * len(timesteps), 1.15 * len(scales)),
                              squeeze=False)
     for row, (name, c) in enumerate(scales.items()):
         for col, t in enumerate(timesteps):
             z_t = q_sample(c * z, torch.tensor([t], device=device), noise, schedule)
-            image = first_stage.decode(z_t / c).clamp(-1, 1)[0]  # the decoder expects unscaled latents
+            image = first_stage.decode_latent(stored * z_t / c).clamp(-1, 1)[0]  # back to the unscaled z_t / c
             ax = axes[row, col]
             ax.imshow(to_image(image), interpolation="nearest")
             ax.set_xticks([])
@@ -163,43 +145,6 @@ def show_class_grid(images: torch.Tensor, labels: torch.Tensor, class_names: Seq
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
-
-
-def train_images_per_second(model: nn.Module, batch: Mapping[str, torch.Tensor], steps: int, lr: float = 1e-4) -> float:
-    """Images per second of `steps` timed optimizer steps (AdamW on `optimizer_groups()["model"]`) after one warm-up."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    optimizer = torch.optim.AdamW(model.optimizer_groups()["model"], lr=lr)
-    was_training = model.training
-    model.train()
-
-    def step(i: int) -> None:
-        loss, _ = model.training_step(dict(batch), "model", i)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    step(0)  # warm-up: first-call allocations are not part of the rate
-    start = time.perf_counter()
-    for i in range(steps):
-        step(i + 1)
-    seconds = time.perf_counter() - start
-    model.train(was_training)
-    return steps * next(iter(batch.values())).shape[0] / seconds
-
-
-@torch.no_grad()
-def sampling_seconds_per_image(model: nn.Module, labels: torch.Tensor, steps: int = 20, guidance_scale: float = 3.0,
-                               sampler: str = "dpmpp_2m") -> float:
-    """Seconds per image of `model.sample` for `labels` (decoding included), with classifier-free guidance."""
-    was_training = model.training
-    model.eval()
-    start = time.perf_counter()
-    model.sample(labels=labels, sampler=sampler, steps=steps, guidance_scale=guidance_scale, progress=False,
-                 generator=torch.Generator().manual_seed(0))
-    seconds = time.perf_counter() - start
-    model.train(was_training)
-    return seconds / len(labels)
 
 
 def plot_cost_bars(results: Mapping[str, Mapping[str, float]], title: str | None = None):

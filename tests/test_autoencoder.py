@@ -284,7 +284,7 @@ def test_all_required_configs_exist():
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_config_instantiates(path):
     config = yaml.safe_load(path.read_text())
-    assert set(config) == {"model", "data", "train"}
+    assert {"model", "data", "train"} <= set(config) <= {"model", "data", "train", "gpu"}  # gpu: CUDA-only overrides
     target = config["model"]["target"]
     trainable, model_cls = {
         "autoencoder_kl": (KLAutoencoderTrainable, AutoencoderKL),

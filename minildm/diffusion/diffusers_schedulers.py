@@ -20,7 +20,7 @@ tests/test_sampler_equivalence.py checks to 1e-5. DDIM's `eta` is an argument of
 `step`, not of the config: pass eta= to `sample` too. The stochastic ones (DDPM, Euler
 ancestral, DDIM with eta > 0) draw one noise tensor per step from `generator`, as diffusers does.
 
-What the schedulers mean, in minildm's terms (all facts about diffusers 0.2x-0.4x):
+What the schedulers mean, in minildm's terms (checked against diffusers 0.42):
     DDIMScheduler       ddim: leading spacing; set_alpha_to_one=False ends at sigma_min;
                         clip_sample clips the x0 term and keeps the network's eps
     DDPMScheduler       ddpm: clip_sample clips x0_hat before the posterior

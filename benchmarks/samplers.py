@@ -97,7 +97,7 @@ def run_toy(runs: list[tuple[str, int]], num_samples: int = 4000, seed: int = 0,
         fn, calls = counted(model_fn)
         start = time.perf_counter()
         out = sample(fn, shape, name, steps, schedule=schedule, objective=objective, noise=noise, karras=karras,
-                     generator=torch.Generator().manual_seed(seed + 1), disable=True)
+                     generator=torch.Generator().manual_seed(seed + 1), progress=False)
         seconds = time.perf_counter() - start
         error = math.hypot(out.mean().item() - TOY_MU, out.std().item() - TOY_S)
         rows.append({"sampler": name, "steps": steps, "nfe": calls[0], "w2_error": error, "seconds": seconds})
@@ -128,7 +128,7 @@ def sample_counted(ldm: nn.Module, labels: torch.Tensor, noise: torch.Tensor, sa
     for label_chunk, noise_chunk in zip(labels.split(batch_size), noise.split(batch_size)):
         model_fn, calls = counted(ldm.prediction_fn(label_chunk, guidance_scale))
         z = sample(model_fn, noise_chunk.shape, sampler, steps, schedule=ldm.schedule, objective=ldm.objective,
-                   noise=noise_chunk, generator=generator, disable=True)
+                   noise=noise_chunk, generator=generator, progress=False)
         images.append(ldm.decode(z))
         nfe.add(calls[0])
     if len(nfe) != 1:

@@ -277,7 +277,7 @@ class LatentDiffusion(nn.Module):
         if scale == 1.0:
             return lambda z, t: self.model_output(z, t, cond)
         uncond = self.condition(self.conditioner.null_input(labels))
-        return cfg_model(self.model_output, cond, uncond, scale, rescale=guidance_rescale)
+        return cfg_model(self.model_output, cond, uncond, scale, guidance_rescale=guidance_rescale)
 
     @torch.no_grad()
     def sample(
@@ -303,7 +303,7 @@ class LatentDiffusion(nn.Module):
         model_fn = self.prediction_fn(labels, guidance_scale, guidance_rescale)
         z = run_sampler(model_fn, (n, *self.latent_shape), sampler or self.sampler, steps or self.sample_steps,
                         schedule=self.schedule, objective=self.objective, generator=generator, device=device,
-                        disable=not progress, **sampler_options)
+                        progress=progress, **sampler_options)
         return self.decode(z) if decode else z
 
     def sample_images(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

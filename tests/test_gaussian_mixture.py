@@ -56,7 +56,7 @@ def test_many_step_samples_follow_the_mixture():
     mixture = GaussianMixture(torch.tensor([[-1.0], [1.0]]), 0.1, torch.tensor([0.25, 0.75]))
     # Karras sigmas end at the smallest training sigma (0.03): the last step then barely shrinks the spread.
     samples = sample(mixture.model_fn(schedule), (4000, 1), "dpmpp_2m", 30, schedule=schedule, karras=True,
-                     generator=torch.Generator().manual_seed(0), disable=True)
+                     generator=torch.Generator().manual_seed(0), progress=False)
     right = (samples > 0).double().mean()
     assert float(right) == pytest.approx(0.75, abs=0.03)
     assert float(samples[samples > 0].std()) == pytest.approx(0.1, abs=0.02)

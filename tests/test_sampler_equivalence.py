@@ -101,7 +101,7 @@ def run_ours(name: str, config: dict, steps: int, noise: torch.Tensor, seed: int
         return model(x, t)
 
     out = sample(counted, SHAPE, DIFFUSERS_SAMPLERS[name], steps, schedule=diffusers_schedule(name, config),
-                 noise=noise, generator=torch.Generator().manual_seed(seed), disable=True,
+                 noise=noise, generator=torch.Generator().manual_seed(seed), progress=False,
                  **diffusers_options(name, config), **step_kwargs)
     return out, seen
 
@@ -229,7 +229,7 @@ def test_ddim_step_matches_diffusers_for_linspace_pairs():
 def test_float32_agrees_with_float64(name):
     schedule = diffusers_schedule("DDIMScheduler", SD_CONFIG)
     noise = start_noise(10)
-    kwargs = dict(schedule=schedule, noise=noise, disable=True, spacing="trailing")
+    kwargs = dict(schedule=schedule, noise=noise, progress=False, spacing="trailing")
     x64 = sample(model, SHAPE, name, 10, dtype=torch.float64, **kwargs)
     x32 = sample(model, SHAPE, name, 10, dtype=torch.float32, **kwargs)
     assert x32.dtype == torch.float32

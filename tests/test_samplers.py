@@ -84,7 +84,7 @@ def test_every_sampler_recovers_the_gaussian(schedule, name):
         karras=True,
         noise=exact_prior(schedule, z),
         generator=torch.Generator().manual_seed(1),
-        disable=True,
+        progress=False,
     )
     assert out.shape == (N, 1) and out.dtype == torch.float32
     assert out.mean().item() == pytest.approx(MU, abs=0.02), name
@@ -105,7 +105,7 @@ def ode_map(schedule: NoiseSchedule, name: str, steps: int) -> tuple[float, floa
         karras=True,
         noise=exact_prior(schedule, z),
         dtype=torch.float64,
-        disable=True,
+        progress=False,
     )
     return out[0].item(), (out[1] - out[0]).item()
 
@@ -127,7 +127,7 @@ def test_higher_order_beats_first_order_at_equal_steps(schedule):
 def test_too_few_steps_is_worse_than_many(schedule):
     """The quality-vs-steps trade-off notebook 08 shows: 2 Euler steps miss the target std."""
     model = gaussian_x0_model(schedule)
-    kwargs = dict(schedule=schedule, objective="x0", disable=True, generator=torch.Generator().manual_seed(2))
+    kwargs = dict(schedule=schedule, objective="x0", progress=False, generator=torch.Generator().manual_seed(2))
     few = sample(model, (N, 1), "euler", 2, **kwargs)
     many = sample(model, (N, 1), "euler", 100, **kwargs)
     assert abs(few.std().item() - S) > 3 * abs(many.std().item() - S)
@@ -139,12 +139,12 @@ def test_ddpm_equals_ddim_eta1_equals_euler_ancestral(schedule):
     sigmas = sampling_sigmas(schedule, 10)
     x = vp_to_ve(torch.randn(64, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64), sigmas[0])
     runs = [
-        f(denoise, x, sigmas, generator=torch.Generator().manual_seed(4), disable=True, **kw)
+        f(denoise, x, sigmas, generator=torch.Generator().manual_seed(4), progress=False, **kw)
         for f, kw in [(ddpm, {}), (ddim, {"eta": 1.0}), (euler_ancestral, {})]
     ]
     assert torch.allclose(runs[0], runs[1], atol=1e-12)
     assert torch.allclose(runs[0], runs[2], atol=1e-10)
-    other_seed = ddpm(denoise, x, sigmas, generator=torch.Generator().manual_seed(5), disable=True)
+    other_seed = ddpm(denoise, x, sigmas, generator=torch.Generator().manual_seed(5), progress=False)
     assert not torch.allclose(runs[0], other_seed)
 
 
@@ -165,7 +165,7 @@ def test_model_calls_and_callback(schedule, name):
         6,
         schedule=schedule,
         objective="x0",
-        disable=True,
+        progress=False,
         callback=seen.append,
     )
     assert len(calls) == model_calls(name, 6) == SAMPLERS[name].nfe(6, True)
@@ -183,7 +183,7 @@ def test_callback_reports_the_denoiser_at_the_level_of_x(schedule):
     seen = []
     noise = torch.randn(5, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     sample(gaussian_x0_model(schedule), (5, 2), "dpmpp_2m", 4, schedule=schedule, objective="x0", noise=noise,
-           callback=seen.append, disable=True)
+           callback=seen.append, progress=False)
     assert torch.allclose(seen[0]["x"], vp_to_ve(noise, seen[0]["sigma"]))
     for info in seen:
         assert torch.allclose(info["denoised"], denoise(info["x"], info["sigma"]))
@@ -198,7 +198,7 @@ def test_registry_is_the_one_home_of_nfe_and_options():
     assert {n for n in SAMPLER_NAMES if SAMPLERS[n].stochastic} == {"ddpm", "ddim", "euler_ancestral"}
     for name, spec in SAMPLERS.items():  # the registered options are exactly the function's own keywords
         params = inspect.signature(spec.fn).parameters
-        own = {p for p, v in params.items() if v.kind is v.KEYWORD_ONLY} - {"callback", "disable"}
+        own = {p for p, v in params.items() if v.kind is v.KEYWORD_ONLY} - {"callback", "progress"}
         assert own == set(spec.options), name
 
 
@@ -207,7 +207,7 @@ def test_nfe_formula_also_for_a_sigma_min_end(schedule, name):
     calls = []
     model = gaussian_x0_model(schedule)
     sample(lambda x, t: calls.append(t) or model(x, t), (2, 1), name, 5, schedule=schedule, objective="x0",
-           final_sigma="sigma_min", disable=True)
+           final_sigma="sigma_min", progress=False)
     assert len(calls) == model_calls(name, 5, ends_at_zero=False)
 
 
@@ -220,15 +220,15 @@ def test_sample_rejects_bad_inputs(schedule):
     with pytest.raises(ValueError, match="eps, x0, v"):
         sample(model, (2, 1), "ddim", schedule=schedule, objective="score")
     with pytest.raises(ValueError, match="'euler' takes no option 'eta'.*eta is an option of ddim, euler_ancestral"):
-        sample(model, (2, 1), "euler", 2, schedule=schedule, eta=0.5, disable=True)
+        sample(model, (2, 1), "euler", 2, schedule=schedule, eta=0.5, progress=False)
     with pytest.raises(ValueError, match="valid values: vp, sigma"):
         sample(model, (2, 1), "euler", 2, schedule=schedule, start_noise="unit")
 
 
 def test_sample_is_reproducible_with_a_generator(schedule):
     model = gaussian_x0_model(schedule)
-    a = sample(model, (8, 2), "euler_ancestral", 5, schedule=schedule, objective="x0", generator=torch.Generator().manual_seed(7), disable=True)
-    b = sample(model, (8, 2), "euler_ancestral", 5, schedule=schedule, objective="x0", generator=torch.Generator().manual_seed(7), disable=True)
+    a = sample(model, (8, 2), "euler_ancestral", 5, schedule=schedule, objective="x0", generator=torch.Generator().manual_seed(7), progress=False)
+    b = sample(model, (8, 2), "euler_ancestral", 5, schedule=schedule, objective="x0", generator=torch.Generator().manual_seed(7), progress=False)
     assert torch.equal(a, b)
 
 
@@ -260,7 +260,7 @@ def test_cfg_scale_one_is_the_conditional_model():
     x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([10.0, 200.0, 500.0, 999.0])
     cond, uncond = torch.randn(4, 5), torch.zeros(1, 5)
-    guided = cfg_model(model, cond, uncond, scale=1.0)(x, t)
+    guided = cfg_model(model, cond, uncond, guidance_scale=1.0)(x, t)
     assert calls == [8], "cond and uncond must share one batched call"
     assert torch.allclose(guided, model(x, t, cond), atol=1e-6)
 
@@ -270,10 +270,10 @@ def test_cfg_batches_rows_correctly():
     x = torch.randn(3, 2, generator=torch.Generator().manual_seed(1))
     t = torch.tensor([1.0, 400.0, 900.0])
     cond, uncond = torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([[-1.0], [0.5], [0.0]])
-    guided = cfg_model(model, {"emb": cond}, {"emb": uncond}, scale=4.0)(x, t)
+    guided = cfg_model(model, {"emb": cond}, {"emb": uncond}, guidance_scale=4.0)(x, t)
     expected = cfg_combine(model(x, t, uncond), model(x, t, cond), 4.0)
     assert torch.allclose(guided, expected, atol=1e-6)
-    swapped = cfg_model(model, cond.flip(0), uncond, scale=4.0)(x, t)
+    swapped = cfg_model(model, cond.flip(0), uncond, guidance_scale=4.0)(x, t)
     assert not torch.allclose(guided, swapped)
 
 
@@ -283,7 +283,7 @@ def test_cfg_errors_name_the_problem():
     with pytest.raises(ValueError, match="cond has batch size 2"):
         cfg_model(model, torch.zeros(2, 1), torch.zeros(1, 1), 3.0)(x, t)
     with pytest.raises(ValueError, match="rescale"):
-        cfg_model(model, torch.zeros(3, 1), torch.zeros(1, 1), 3.0, rescale=1.5)
+        cfg_model(model, torch.zeros(3, 1), torch.zeros(1, 1), 3.0, guidance_rescale=1.5)
     with pytest.raises(TypeError, match="tensor or a dict"):
         cfg_model(model, [1, 2, 3], torch.zeros(1, 1), 3.0)(x, t)
 
@@ -292,10 +292,10 @@ def test_guidance_rescale_restores_the_conditional_std():
     gen = torch.Generator().manual_seed(2)
     cond_out, uncond_out = torch.randn(2, 4, 8, 8, generator=gen), torch.randn(2, 4, 8, 8, generator=gen)
     guided = cfg_combine(uncond_out, cond_out, 7.5)
-    full = rescale_guidance(guided, cond_out, phi=1.0)
+    full = rescale_guidance(guided, cond_out, guidance_rescale=1.0)
     assert torch.allclose(full.std(dim=(1, 2, 3)), cond_out.std(dim=(1, 2, 3)), atol=1e-5)
-    assert torch.equal(rescale_guidance(guided, cond_out, phi=0.0), guided)
-    half = rescale_guidance(guided, cond_out, phi=0.5)
+    assert torch.equal(rescale_guidance(guided, cond_out, guidance_rescale=0.0), guided)
+    half = rescale_guidance(guided, cond_out, guidance_rescale=0.5)
     assert torch.allclose(half, 0.5 * full + 0.5 * guided, atol=1e-6)
 
 
@@ -307,7 +307,7 @@ def test_guided_sampling_end_to_end(schedule):
         return x0_model(x, t) + cond.view(-1, 1)
 
     cond, uncond = torch.full((N,), 0.5), torch.zeros(1)
-    kwargs = dict(schedule=schedule, objective="x0", disable=True, generator=torch.Generator().manual_seed(3))
+    kwargs = dict(schedule=schedule, objective="x0", progress=False, generator=torch.Generator().manual_seed(3))
     plain = sample(cfg_model(model, cond, uncond, 1.0), (N, 1), "ddim", 20, **kwargs)
     strong = sample(cfg_model(model, cond, uncond, 3.0), (N, 1), "ddim", 20, **kwargs)
     assert strong.mean().item() > plain.mean().item() + 0.5

@@ -31,7 +31,7 @@ def test_recorder_keeps_every_step_and_picks_evenly():
     schedule = NoiseSchedule.from_name("linear", 1000)
     recorder = TrajectoryRecorder()
     mixture = GaussianMixture.ring()
-    sample(mixture.model_fn(schedule), (3, 2), "ddim", 7, schedule=schedule, callback=recorder, disable=True)
+    sample(mixture.model_fn(schedule), (3, 2), "ddim", 7, schedule=schedule, callback=recorder, progress=False)
     assert len(recorder) == 7 and recorder.steps == list(range(7))
     assert recorder.x_t[0].shape == (3, 2) and recorder.x0_hat[-1].shape == (3, 2)
     assert recorder.pick(3) == [0, 3, 6]

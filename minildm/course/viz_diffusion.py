@@ -217,7 +217,7 @@ class SamplerExplorer:
         options: dict[str, Any] = {"eta": eta} if takes_eta(sampler) else {}
         noise = torch.randn(self.n, 2, generator=generator)
         samples = sample(self.mixture.model_fn(self.schedule), (self.n, 2), sampler, steps, schedule=self.schedule,
-                         karras=karras, noise=noise, generator=generator, callback=recorder, disable=True, **options)
+                         karras=karras, noise=noise, generator=generator, callback=recorder, progress=False, **options)
         path = torch.stack([x[: self.num_trajectories] for x in recorder.x_t + [samples]])  # x_T, ..., x_0
         return samples, path
 

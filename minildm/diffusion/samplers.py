@@ -2,7 +2,7 @@
 
 Every sampler has the signature
 
-    sampler(denoise, x, sigmas, *, callback=None, disable=False, **options) -> x
+    sampler(denoise, x, sigmas, *, callback=None, progress=True, **options) -> x
 
 `denoise(x, sigma) -> x0_hat` is a denoiser (make_denoiser), `x` the starting sample in the
 sigma scale (x = x_0 + sigma eps, so pure noise times sqrt(sigmas[0]^2 + 1)), `sigmas` the
@@ -12,7 +12,7 @@ ODE is dx/dsigma = eps_hat (Karras et al. 2022, Eq. 4 with s = 1).
 
 `callback`, if given, is called once per step i, before the update, with one dict (as in
 k-diffusion): {"step": i, "sigma": sigmas[i], "x": the sample at that level (sigma scale),
-"denoised": D(x, sigmas[i])}. `disable` hides the tqdm progress bar.
+"denoised": D(x, sigmas[i])}. `progress=False` hides the tqdm progress bar.
 
 Options differ per sampler and are listed in SAMPLERS, the registry beside the functions: each
 `@register(name, nfe=..., options=...)` line records the sampler's number of model calls (NFE)
@@ -41,7 +41,7 @@ class SamplerSpec:
 
     nfe(steps, ends_at_zero) is the number of denoiser calls (NFE) for `steps` steps, where
     `ends_at_zero` says whether the last noise level is 0; `options` are the keyword options the
-    function takes beyond the shared (denoise, x, sigmas, callback, disable).
+    function takes beyond the shared (denoise, x, sigmas, callback, progress).
     """
 
     name: str
@@ -174,7 +174,7 @@ def ddpm(
     generator: torch.Generator | None = None,
     clip_denoised: float | None = None,
     callback: Callback | None = None,
-    disable: bool = False,
+    progress: bool = True,
 ) -> torch.Tensor:
     """DDPM ancestral sampling (Ho et al. 2020, Alg. 2), on any subsequence of timesteps.
 
@@ -185,7 +185,7 @@ def ddpm(
     """
     if clip_denoised is not None:
         denoise = _clipped(denoise, clip_denoised)
-    return ddim(denoise, x, sigmas, eta=1.0, generator=generator, callback=callback, disable=disable)
+    return ddim(denoise, x, sigmas, eta=1.0, generator=generator, callback=callback, progress=progress)
 
 
 @register("ddim", nfe=one_call_per_step, options=("eta", "generator", "clip_denoised"))
@@ -199,7 +199,7 @@ def ddim(
     generator: torch.Generator | None = None,
     clip_denoised: float | None = None,
     callback: Callback | None = None,
-    disable: bool = False,
+    progress: bool = True,
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021, "Denoising Diffusion Implicit Models"): `ddim_step` at every level.
 
@@ -209,7 +209,7 @@ def ddim(
     keeps the network's noise estimate in the "direction pointing to x_t" term (diffusers'
     DDIMScheduler with clip_sample).
     """
-    for i in trange(len(sigmas) - 1, disable=disable):
+    for i in trange(len(sigmas) - 1, disable=not progress):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0_hat = denoise(x, sigma)
         _report(callback, i, x, sigma, x0_hat)
@@ -230,7 +230,7 @@ def plms(
     sigmas: torch.Tensor,
     *,
     callback: Callback | None = None,
-    disable: bool = False,
+    progress: bool = True,
 ) -> torch.Tensor:
     """PLMS, pseudo linear multistep (Liu et al. 2022, "Pseudo Numerical Methods for Diffusion Models").
 
@@ -241,7 +241,7 @@ def plms(
     few steps and a strongly guided (large, quickly changing) eps it overshoots (notebook 08).
     """
     history: list[torch.Tensor] = []  # eps_hat at the accepted points, oldest first
-    for i in trange(len(sigmas) - 1, disable=disable):
+    for i in trange(len(sigmas) - 1, disable=not progress):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0_hat = denoise(x, sigma)
         _report(callback, i, x, sigma, x0_hat)
@@ -266,7 +266,7 @@ def dpmpp_2m(
     sigmas: torch.Tensor,
     *,
     callback: Callback | None = None,
-    disable: bool = False,
+    progress: bool = True,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling", Alg. 2).
 
@@ -276,7 +276,7 @@ def dpmpp_2m(
     """
     steps = len(sigmas) - 1
     x0_prev = None
-    for i in trange(steps, disable=disable):
+    for i in trange(steps, disable=not progress):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0_hat = denoise(x, sigma)
         _report(callback, i, x, sigma, x0_hat)
@@ -295,14 +295,14 @@ def euler(
     sigmas: torch.Tensor,
     *,
     callback: Callback | None = None,
-    disable: bool = False,
+    progress: bool = True,
 ) -> torch.Tensor:
     """Euler's method on the probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma.
 
     Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative Models",
     Alg. 2 without its second-order correction and without churn.
     """
-    for i in trange(len(sigmas) - 1, disable=disable):
+    for i in trange(len(sigmas) - 1, disable=not progress):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0_hat = denoise(x, sigma)
         _report(callback, i, x, sigma, x0_hat)
@@ -321,14 +321,14 @@ def euler_ancestral(
     eta: float = 1.0,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
-    disable: bool = False,
+    progress: bool = True,
 ) -> torch.Tensor:
     """Euler ancestral (k-diffusion; Karras et al. 2022 sigma parameterisation): an Euler step down
     to sigma_down, then fresh noise of size sigma_up (`ancestral_sigmas`), drawn from `generator`.
 
     Same update as DDIM with the same eta (`ddim_step`), written as an ODE step; eta = 1 is DDPM.
     """
-    for i in trange(len(sigmas) - 1, disable=disable):
+    for i in trange(len(sigmas) - 1, disable=not progress):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0_hat = denoise(x, sigma)
         _report(callback, i, x, sigma, x0_hat)
@@ -348,7 +348,7 @@ def heun(
     sigmas: torch.Tensor,
     *,
     callback: Callback | None = None,
-    disable: bool = False,
+    progress: bool = True,
 ) -> torch.Tensor:
     """Heun's second-order method (Karras et al. 2022, Alg. 1/2 without churn).
 
@@ -356,7 +356,7 @@ def heun(
     Two model calls per step, except the last step to sigma = 0, which is plain Euler
     (2n - 1 calls for n steps).
     """
-    for i in trange(len(sigmas) - 1, disable=disable):
+    for i in trange(len(sigmas) - 1, disable=not progress):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         x0_hat = denoise(x, sigma)
         _report(callback, i, x, sigma, x0_hat)

@@ -37,7 +37,7 @@ def sample(
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
     callback: Callback | None = None,
-    disable: bool = False,
+    progress: bool = True,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     **sampler_options: Any,
@@ -87,5 +87,5 @@ def sample(
     x = vp_to_ve(noise, sigmas[0]) if start_noise == "vp" else noise * sigmas[0]  # -> the sigma scale
     if spec.stochastic:
         sampler_options = {"generator": generator, **sampler_options}
-    x = spec.fn(denoise, x, sigmas, callback=callback, disable=disable, **sampler_options)
+    x = spec.fn(denoise, x, sigmas, callback=callback, progress=progress, **sampler_options)
     return ve_to_vp(x, sigmas[-1])

@@ -17,12 +17,11 @@ from minildm.diffusion import (
     karras_sigmas,
     make_betas,
     min_snr_weight,
-    predict_x0_from_eps,
+    x0_from_eps,
     q_sample,
     sampling_sigmas,
     spaced_timesteps,
     training_target,
-    v_from,
     x0_from_v,
 )
 
@@ -207,8 +206,8 @@ def test_objective_conversions_round_trip(sd):
     x0, eps = torch.randn(5, 3, 4, 4, generator=gen, dtype=torch.float64), torch.randn(5, 3, 4, 4, generator=gen, dtype=torch.float64)
     t = torch.tensor([0, 10, 300, 700, 999])
     x_t = q_sample(x0, t, eps, sd)
-    v = v_from(x0, eps, t, sd)
-    assert torch.allclose(predict_x0_from_eps(x_t, t, eps, sd), x0, atol=1e-8)
+    v = training_target("v", x0, eps, t, sd)
+    assert torch.allclose(x0_from_eps(x_t, t, eps, sd), x0, atol=1e-8)
     assert torch.allclose(eps_from_x0(x_t, t, x0, sd), eps, atol=1e-8)
     assert torch.allclose(x0_from_v(x_t, t, v, sd), x0, atol=1e-10)
     assert torch.allclose(eps_from_v(x_t, t, v, sd), eps, atol=1e-10)
@@ -222,7 +221,7 @@ def test_v_matches_diffusers_velocity(sd):
     gen = torch.Generator().manual_seed(3)
     x0, eps = torch.randn(2, 4, 3, 3, generator=gen), torch.randn(2, 4, 3, 3, generator=gen)
     t = torch.tensor([5, 800])
-    assert torch.allclose(v_from(x0, eps, t, sd), scheduler.get_velocity(x0, eps, t), atol=1e-5)
+    assert torch.allclose(training_target("v", x0, eps, t, sd), scheduler.get_velocity(x0, eps, t), atol=1e-5)
 
 
 def test_min_snr_weights():

@@ -21,10 +21,9 @@ from minildm.diffusion.objectives import (
     eps_from_v,
     eps_from_x0,
     min_snr_weight,
-    prediction_to_x0,
-    predict_x0_from_eps,
     training_target,
-    v_from,
+    x0_from_eps,
+    x0_from_output,
     x0_from_v,
 )
 from minildm.diffusion.diffusers_schedulers import DIFFUSERS_SAMPLERS, diffusers_options, diffusers_schedule
@@ -93,8 +92,6 @@ __all__ = [
     "min_snr_weight",
     "model_calls",
     "plms",
-    "predict_x0_from_eps",
-    "prediction_to_x0",
     "q_sample",
     "rescale_guidance",
     "sample",
@@ -102,8 +99,9 @@ __all__ = [
     "scaled_linear_betas",
     "spaced_timesteps",
     "training_target",
-    "v_from",
     "ve_to_vp",
     "vp_to_ve",
+    "x0_from_eps",
+    "x0_from_output",
     "x0_from_v",
 ]

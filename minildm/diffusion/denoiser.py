@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from minildm.diffusion.objectives import check_objective, prediction_to_x0
+from minildm.diffusion.objectives import check_objective, x0_from_output
 from minildm.diffusion.schedules import INTERPOLATIONS, NoiseSchedule
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -64,6 +64,6 @@ def make_denoiser(
         output = model_fn(x_t, t)
         if output.shape != x.shape:
             raise ValueError(f"model_fn returned shape {tuple(output.shape)}, expected {tuple(x.shape)}")
-        return prediction_to_x0(output, x_t, alpha_bar, objective)
+        return x0_from_output(x_t, alpha_bar, output, objective)
 
     return denoise

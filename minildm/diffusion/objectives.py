@@ -26,9 +26,12 @@ def check_objective(objective: str) -> None:
         raise ValueError(f"unknown objective {objective!r}; valid objectives: {', '.join(OBJECTIVES)}")
 
 
-def predict_x0_from_eps(x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+# Conversions between predictions: all named <wanted>_from_<given>(x_t, t, given, schedule).
+
+
+def x0_from_eps(x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
     """x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)  (Ho et al. 2020, Eq. 15)."""
-    return prediction_to_x0(eps, x_t, schedule.at(t, x_t), "eps")
+    return x0_from_output(x_t, schedule.at(t, x_t), eps, "eps")
 
 
 def eps_from_x0(x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
@@ -37,15 +40,9 @@ def eps_from_x0(x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor, schedule: 
     return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
 
-def v_from(x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
-    """The v target: v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0  (Salimans & Ho 2022)."""
-    a = schedule.at(t, x0)
-    return a.sqrt() * eps - (1 - a).sqrt() * x0
-
-
 def x0_from_v(x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
     """x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v."""
-    return prediction_to_x0(v, x_t, schedule.at(t, x_t), "v")
+    return x0_from_output(x_t, schedule.at(t, x_t), v, "v")
 
 
 def eps_from_v(x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
@@ -54,7 +51,7 @@ def eps_from_v(x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor, schedule: No
     return (1 - a).sqrt() * x_t + a.sqrt() * v
 
 
-def prediction_to_x0(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor, objective: str) -> torch.Tensor:
+def x0_from_output(x_t: torch.Tensor, alpha_bar: torch.Tensor, output: torch.Tensor, objective: str) -> torch.Tensor:
     """x_0 implied by a network `output` under `objective`, given alpha_bar broadcastable to x_t.
 
     The one place the eps/x0/v -> x_0 formulas live; samplers reach it through `make_denoiser`.
@@ -76,7 +73,8 @@ def training_target(
         return noise
     if objective == "x0":
         return x0
-    return v_from(x0, noise, t, schedule)
+    a = schedule.at(t, x0)
+    return a.sqrt() * noise - (1 - a).sqrt() * x0  # v (Salimans & Ho 2022)
 
 
 def min_snr_weight(snr: torch.Tensor, objective: str = "eps", gamma: float = 5.0) -> torch.Tensor:

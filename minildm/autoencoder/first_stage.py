@@ -74,6 +74,11 @@ class Autoencoder(nn.Module):
     Subclasses define `unscaled_latent(x)` (what stage 2 diffuses, before scaling) and may extend
     `decode(z)`. `moments` is how many tensors of `embed_dim` channels quant_conv outputs per
     position: 2 for KL (mean, logvar), 1 for VQ.
+
+    Names follow the CompVis first-stage configs (so their YAML maps one to one): `attn_resolutions` are
+    PIXEL SIZES of feature maps (e.g. 16 = the level whose maps are 16 x 16; the UNet's
+    `attention_resolutions` are downsampling rates instead), and `num_groups` is the GroupNorm group
+    count (the UNet's `norm_num_groups`). A size that no level has raises ValueError.
     """
 
     def __init__(self, *, ch: int, ch_mult: Sequence[int], num_res_blocks: int, attn_resolutions: Sequence[int],

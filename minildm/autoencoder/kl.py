@@ -24,10 +24,7 @@ class AutoencoderKL(Autoencoder):
 
     `scale_factor` is a buffer (saved in the state dict): 1 / std of the latents, used by
     `encode_latent` / `decode_latent`, the interface stage 2 uses (`FirstStage`).
-    Names follow the CompVis first-stage configs (so their YAML maps one to one): `attn_resolutions` are
-    PIXEL SIZES of feature maps (e.g. 16 = the level whose maps are 16 x 16; the UNet's
-    `attention_resolutions` are downsampling rates instead), and `num_groups` is the GroupNorm group
-    count (the UNet's `norm_num_groups`). A size that no level has raises ValueError.
+    Parameter names follow the CompVis first-stage configs: see `Autoencoder`.
     """
 
     def __init__(

@@ -21,10 +21,7 @@ from minildm.autoencoder.quantize import VectorQuantizer
 class VQModel(Autoencoder):
     """Encoder + VectorQuantizer (n_embed codes of size embed_dim) + Decoder; `encode`, `decode`, `forward`.
 
-    Names follow the CompVis first-stage configs (so their YAML maps one to one): `attn_resolutions` are
-    PIXEL SIZES of feature maps (e.g. 16 = the level whose maps are 16 x 16; the UNet's
-    `attention_resolutions` are downsampling rates instead), and `num_groups` is the GroupNorm group
-    count (the UNet's `norm_num_groups`). A size that no level has raises ValueError.
+    Parameter names follow the CompVis first-stage configs: see `Autoencoder`.
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """minildm's `sample` reproduces diffusers' scheduler loops (diffusers is the dev-time oracle).
 
 Every diffusers loop below runs through `sample()` with nothing but
-`DIFFUSERS_SAMPLERS[name]`, `diffusers_schedule(name, config)` and `diffusers_options(name, config)`:
+`diffusers_sampler(name, config)`, `diffusers_schedule(name, config)` and `diffusers_options(name, config)`:
 no hand-built grids, no hand-scaled start noise. Both sides get the same float64 alpha_bar table,
 the same deterministic network (a fixed random channel mix of x, nonlinear and dependent on t), the
 same unit start noise (diffusers multiplies it by `init_noise_sigma` itself) and, for the stochastic
@@ -25,6 +25,7 @@ from minildm.diffusion import (  # noqa: E402
     NoiseSchedule,
     ddim_step,
     diffusers_options,
+    diffusers_sampler,
     diffusers_schedule,
     model_calls,
     sample,
@@ -40,9 +41,8 @@ SD_CONFIG = {  # Stable Diffusion v1's scheduler_config.json
     "timestep_spacing": "leading", "steps_offset": 1, "set_alpha_to_one": False, "skip_prk_steps": True,
     "clip_sample": False, "trained_betas": None,
 }
-PLMS = {"skip_prk_steps": True}  # PNDMScheduler's default pseudo Runge-Kutta warm-up is not PLMS (see below)
 CASES = [  # (id, scheduler class, config, step kwargs such as DDIM's eta)
-    *[(f"{name}-default", name, PLMS if name == "PNDMScheduler" else {}, {}) for name in DIFFUSERS_SAMPLERS],
+    *[(f"{name}-default", name, {}, {}) for name in DIFFUSERS_SAMPLERS],
     *[(f"{name}-sd", name, SD_CONFIG, {}) for name in DIFFUSERS_SAMPLERS],
     ("EulerDiscreteScheduler-karras-default", "EulerDiscreteScheduler", {"use_karras_sigmas": True}, {}),
     ("EulerDiscreteScheduler-karras-sd", "EulerDiscreteScheduler", {**SD_CONFIG, "use_karras_sigmas": True}, {}),
@@ -100,7 +100,7 @@ def run_ours(name: str, config: dict, steps: int, noise: torch.Tensor, seed: int
         seen.append(float(t[0]))
         return model(x, t)
 
-    out = sample(counted, SHAPE, DIFFUSERS_SAMPLERS[name], steps, schedule=diffusers_schedule(name, config),
+    out = sample(counted, SHAPE, diffusers_sampler(name, config), steps, schedule=diffusers_schedule(name, config),
                  noise=noise, generator=torch.Generator().manual_seed(seed), progress=False,
                  **diffusers_options(name, config), **step_kwargs)
     return out, seen
@@ -124,7 +124,7 @@ def test_sample_reproduces_the_diffusers_loop(case, finals):
     assert len(our_t) == len(their_t), f"{len(our_t)} network calls vs diffusers' {len(their_t)}"
     assert our_t == pytest.approx(their_t, abs=1e-3), "the network saw other timesteps"
     ends_at_zero = diffusers_options(name, config)["final_sigma"] == "zero"
-    assert len(our_t) == model_calls(DIFFUSERS_SAMPLERS[name], STEPS, ends_at_zero)
+    assert len(our_t) == model_calls(diffusers_sampler(name, config), STEPS, ends_at_zero)
     assert relative_error(ours, theirs) < RTOL
     assert relative_error(ours, noise) > 0.1, "the sampler did not move"
     finals[case_id] = ours
@@ -169,9 +169,30 @@ def test_dpm_solver_grid_and_euler_start(schedule=NoiseSchedule.from_name("linea
     assert diffusers_options("EulerDiscreteScheduler", {"timestep_spacing": "leading"})["start_noise"] == "vp"
 
 
+@pytest.mark.parametrize("steps", [4, 10])
+@pytest.mark.parametrize("config", [{}, {"set_alpha_to_one": True, "steps_offset": 1},
+                                    {"timestep_spacing": "trailing"}], ids=["default", "alpha1-offset1", "trailing"])
+def test_pndm_runge_kutta_warmup_matches_diffusers(config, steps):
+    """PNDMScheduler's default: 3 pseudo Runge-Kutta steps (12 calls, midpoints at t - T // n // 2), then
+    4th-order multistep; from n = 4 (the fewest steps with a multistep part) on, n + 9 calls."""
+    noise = start_noise(4)
+    theirs, their_t = run_diffusers("PNDMScheduler", config, steps, noise, seed=0)
+    ours, our_t = run_ours("PNDMScheduler", config, steps, noise, seed=0)
+    assert our_t == pytest.approx(their_t, abs=1e-3) and len(our_t) == steps + 9
+    assert relative_error(ours, theirs) < RTOL
+
+
+def test_pndm_sampler_follows_the_config():
+    assert DIFFUSERS_SAMPLERS["PNDMScheduler"] == diffusers_sampler("PNDMScheduler") == "pndm"
+    assert diffusers_sampler("PNDMScheduler", SD_CONFIG) == "plms"
+    assert "midpoint" in diffusers_options("PNDMScheduler")
+    assert "midpoint" not in diffusers_options("PNDMScheduler", SD_CONFIG), "plms takes no midpoint"
+    assert diffusers_options("PNDMScheduler")["final_sigma"] == "sigma_min"  # set_alpha_to_one=False
+
+
 def test_unsupported_settings_are_refused_with_a_reason():
-    with pytest.raises(ValueError, match="pseudo Runge-Kutta"):
-        diffusers_options("PNDMScheduler")  # diffusers' default skip_prk_steps=False
+    with pytest.raises(ValueError, match="rescale_betas_zero_snr=True"):
+        diffusers_options("PNDMScheduler", {"rescale_betas_zero_snr": True})
     with pytest.raises(ValueError, match="solver_order=3"):
         diffusers_options("DPMSolverMultistepScheduler", {"solver_order": 3})
     with pytest.raises(ValueError, match="t - T // n"):
@@ -225,7 +246,7 @@ def test_ddim_step_matches_diffusers_for_linspace_pairs():
         assert torch.allclose(vp_to_ve(theirs, sigma_prev), ours, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", ["ddim", "plms", "dpmpp_2m", "euler", "heun"])
+@pytest.mark.parametrize("name", ["ddim", "plms", "pndm", "dpmpp_2m", "euler", "heun"])
 def test_float32_agrees_with_float64(name):
     schedule = diffusers_schedule("DDIMScheduler", SD_CONFIG)
     noise = start_noise(10)

@@ -61,7 +61,7 @@ def as_eps_model(x0_model, schedule: NoiseSchedule):
     return model_fn
 
 
-STEPS = {"ddpm": 100, "ddim": 100, "plms": 50, "dpmpp_2m": 25, "euler": 100, "euler_ancestral": 100, "heun": 25}
+STEPS = {"ddpm": 100, "ddim": 100, "plms": 50, "pndm": 25, "dpmpp_2m": 25, "euler": 100, "euler_ancestral": 100, "heun": 25}
 
 
 def exact_prior(schedule: NoiseSchedule, z: torch.Tensor) -> torch.Tensor:
@@ -110,7 +110,7 @@ def ode_map(schedule: NoiseSchedule, name: str, steps: int) -> tuple[float, floa
     return out[0].item(), (out[1] - out[0]).item()
 
 
-@pytest.mark.parametrize("name", ["plms", "dpmpp_2m", "heun"])
+@pytest.mark.parametrize("name", ["plms", "pndm", "dpmpp_2m", "heun"])
 def test_higher_order_samplers_follow_the_exact_ode(schedule, name):
     intercept, slope = ode_map(schedule, name, 30)
     assert intercept == pytest.approx(MU, abs=0.005)
@@ -190,9 +190,12 @@ def test_callback_reports_the_denoiser_at_the_level_of_x(schedule):
 
 
 def test_registry_is_the_one_home_of_nfe_and_options():
-    assert SAMPLER_NAMES == tuple(SAMPLERS) == ("ddpm", "ddim", "plms", "dpmpp_2m", "euler", "euler_ancestral", "heun")
-    assert [SAMPLERS[n].model_calls(10) for n in SAMPLER_NAMES] == [10, 10, 11, 10, 10, 10, 19]
+    assert SAMPLER_NAMES == tuple(SAMPLERS) == ("ddpm", "ddim", "plms", "pndm", "dpmpp_2m", "euler",
+                                                "euler_ancestral", "heun")
+    assert [SAMPLERS[n].model_calls(10) for n in SAMPLER_NAMES] == [10, 10, 11, 19, 10, 10, 10, 19]
     assert model_calls("plms", 1) == 1 and model_calls("plms", 1, ends_at_zero=False) == 2
+    assert [model_calls("pndm", n) for n in (1, 2, 3, 4)] == [1, 5, 9, 13]  # no Runge-Kutta step ends at 0
+    assert [model_calls("pndm", n, ends_at_zero=False) for n in (1, 2, 3, 4)] == [4, 8, 12, 13]
     assert model_calls("heun", 3, ends_at_zero=False) == 6
     assert {n for n in SAMPLER_NAMES if "eta" in SAMPLERS[n].options} == {"ddim", "euler_ancestral"}
     assert {n for n in SAMPLER_NAMES if SAMPLERS[n].stochastic} == {"ddpm", "ddim", "euler_ancestral"}
@@ -213,7 +216,7 @@ def test_nfe_formula_also_for_a_sigma_min_end(schedule, name):
 
 def test_sample_rejects_bad_inputs(schedule):
     model = gaussian_x0_model(schedule)
-    with pytest.raises(ValueError, match="ddpm, ddim, plms, dpmpp_2m, euler, euler_ancestral, heun"):
+    with pytest.raises(ValueError, match="ddpm, ddim, plms, pndm, dpmpp_2m, euler, euler_ancestral, heun"):
         sample(model, (2, 1), "lms", schedule=schedule)
     with pytest.raises(ValueError, match="noise has shape"):
         sample(model, (2, 1), "ddim", schedule=schedule, noise=torch.zeros(3, 1))

@@ -5,7 +5,7 @@
     objectives  eps / x0 / v targets and conversions, diffusion_loss, min-SNR weighting
     spacing     which noise levels a sampler visits (leading/trailing/linspace, Karras)
     denoiser    the samplers' single convention: D(x, sigma) -> x0_hat
-    samplers    DDPM, DDIM, PLMS, DPM-Solver++(2M), Euler, Euler ancestral, Heun, and their
+    samplers    DDPM, DDIM, PLMS, PNDM, DPM-Solver++(2M), Euler, Euler ancestral, Heun, and their
                 registry SAMPLERS (function, number of model calls, options)
     guidance    classifier-free guidance as a model wrapper
     sampling    sample(): network + schedule -> images, sampler chosen by name
@@ -26,7 +26,12 @@ from minildm.diffusion.objectives import (
     x0_from_output,
     x0_from_v,
 )
-from minildm.diffusion.diffusers_schedulers import DIFFUSERS_SAMPLERS, diffusers_options, diffusers_schedule
+from minildm.diffusion.diffusers_schedulers import (
+    DIFFUSERS_SAMPLERS,
+    diffusers_options,
+    diffusers_sampler,
+    diffusers_schedule,
+)
 from minildm.diffusion.samplers import (
     SAMPLER_NAMES,
     SAMPLERS,
@@ -43,6 +48,8 @@ from minildm.diffusion.samplers import (
     heun,
     model_calls,
     plms,
+    pndm,
+    timestep_midpoint,
 )
 from minildm.diffusion.sampling import sample
 from minildm.diffusion.schedules import (
@@ -75,6 +82,7 @@ __all__ = [
     "ddim_step",
     "ddpm",
     "diffusers_options",
+    "diffusers_sampler",
     "diffusers_schedule",
     "diffusion_loss",
     "dpmpp_2m",
@@ -92,12 +100,14 @@ __all__ = [
     "min_snr_weight",
     "model_calls",
     "plms",
+    "pndm",
     "q_sample",
     "rescale_guidance",
     "sample",
     "sampling_sigmas",
     "scaled_linear_betas",
     "spaced_timesteps",
+    "timestep_midpoint",
     "training_target",
     "ve_to_vp",
     "vp_to_ve",

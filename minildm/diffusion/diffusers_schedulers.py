@@ -6,25 +6,30 @@ timesteps are read, how the start noise is scaled and whether x0_hat is clipped.
 translate a scheduler class name and its config (a dict such as `scheduler.config`; None = the
 class defaults; keys starting with "_" and keys the class does not use are ignored):
 
-    DIFFUSERS_SAMPLERS[name]            the minildm sampler          ("DDIMScheduler" -> "ddim")
+    diffusers_sampler(name, config)     the minildm sampler          ("DDIMScheduler" -> "ddim")
     diffusers_schedule(name, config)    the NoiseSchedule (betas) the config describes
     diffusers_options(name, config)     keyword options for `sample`
 
 so that, for the unit noise x_T diffusers would multiply by `scheduler.init_noise_sigma`,
 
-    sample(model_fn, shape, DIFFUSERS_SAMPLERS[name], steps, schedule=diffusers_schedule(name, config),
+    sample(model_fn, shape, diffusers_sampler(name, config), steps, schedule=diffusers_schedule(name, config),
            noise=x_T, **diffusers_options(name, config))
 
 is diffusers' own loop (set_timesteps(steps); scale_model_input; model; step), which
 tests/test_sampler_equivalence.py checks to 1e-5. DDIM's `eta` is an argument of diffusers'
 `step`, not of the config: pass eta= to `sample` too. The stochastic ones (DDPM, Euler
 ancestral, DDIM with eta > 0) draw one noise tensor per step from `generator`, as diffusers does.
+DIFFUSERS_SAMPLERS[name] is the sampler of the class defaults; only PNDM's depends on the config.
 
 What the schedulers mean, in minildm's terms (checked against diffusers 0.42):
     DDIMScheduler       ddim: leading spacing; set_alpha_to_one=False ends at sigma_min;
                         clip_sample clips the x0 term and keeps the network's eps
     DDPMScheduler       ddpm: clip_sample clips x0_hat before the posterior
-    PNDMScheduler       plms: only with skip_prk_steps=True (Stable Diffusion's setting)
+    PNDMScheduler       pndm (default skip_prk_steps=False): 3 pseudo Runge-Kutta steps, their midpoint
+                        stages at t - (T // n) // 2 (timestep_midpoint), then 4th-order multistep;
+                        n + 9 model calls for n >= 4 steps (diffusers' minimum);
+                        plms with skip_prk_steps=True (Stable Diffusion's setting);
+                        set_alpha_to_one=False (the default) ends at sigma_min
     DPMSolverMultistepScheduler  dpmpp_2m: linspace/leading over n + 1 timesteps, the last
                         dropped (999, 949, ..., 50 for 20 steps); Karras sigmas over the whole
                         schedule, the network's t rounded
@@ -34,7 +39,13 @@ What the schedulers mean, in minildm's terms (checked against diffusers 0.42):
                         sigma_max (not sqrt(sigma_max^2 + 1)) for linspace and trailing spacing
 Caveat: diffusers' DDIM and PNDM step from t to t - T // n, which is the next listed timestep
 for leading spacing (and trailing when n divides T) but not for linspace; minildm's samplers
-always step to the next level, so DDIM/PNDM with linspace spacing are refused.
+always step to the next level, so DDIM/PNDM with linspace spacing are refused. PNDM's Runge-Kutta
+warm-up matches when T // n is even (n = 4, 5, 10, 20, 25, 50, ...); when it is odd, diffusers moves
+the first stage to t - (T // n) // 2 but calls the network one timestep lower, at t - T // n +
+(T // n) // 2, where minildm keeps the one midpoint t - (T // n) // 2 (5e-4 relative apart for
+n = 8 on the test network).
+diffusers' PNDM needs n >= 4 steps (set_timesteps fails below); minildm's pndm takes fewer
+Runge-Kutta steps there.
 """
 
 from __future__ import annotations
@@ -45,18 +56,19 @@ from typing import Any
 
 import torch
 
+from minildm.diffusion.samplers import timestep_midpoint
 from minildm.diffusion.schedules import NoiseSchedule
 
 DIFFUSERS_SAMPLERS = {
     "DDIMScheduler": "ddim",
     "DDPMScheduler": "ddpm",
-    "PNDMScheduler": "plms",
+    "PNDMScheduler": "pndm",
     "DPMSolverMultistepScheduler": "dpmpp_2m",
     "EulerDiscreteScheduler": "euler",
     "EulerAncestralDiscreteScheduler": "euler_ancestral",
     "HeunDiscreteScheduler": "heun",
 }
-"""diffusers scheduler class name -> the minildm sampler it runs."""
+"""diffusers scheduler class name -> the minildm sampler its default config runs (see diffusers_sampler)."""
 
 _COMMON = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear",
            "trained_betas": None, "prediction_type": "epsilon", "timestep_spacing": "leading", "steps_offset": 0,
@@ -86,7 +98,7 @@ DIFFUSERS_DEFAULTS: dict[str, dict[str, Any]] = {
 _FIXED = {  # settings whose other values minildm's samplers do not reproduce: key -> the only accepted value
     "DDIMScheduler": {"thresholding": False, "rescale_betas_zero_snr": False},
     "DDPMScheduler": {"thresholding": False, "rescale_betas_zero_snr": False, "variance_type": "fixed_small"},
-    "PNDMScheduler": {"skip_prk_steps": True, "rescale_betas_zero_snr": False},
+    "PNDMScheduler": {"rescale_betas_zero_snr": False},
     "DPMSolverMultistepScheduler": {
         "solver_order": 2, "algorithm_type": "dpmsolver++", "solver_type": "midpoint", "lower_order_final": True,
         "euler_at_final": False, "use_exponential_sigmas": False, "use_beta_sigmas": False, "use_lu_lambdas": False,
@@ -99,9 +111,7 @@ _FIXED = {  # settings whose other values minildm's samplers do not reproduce: k
     "HeunDiscreteScheduler": {"use_exponential_sigmas": False, "use_beta_sigmas": False, "clip_sample": False,
                               "rescale_betas_zero_snr": False},
 }
-_WHY = {"skip_prk_steps": "PNDM's default pseudo Runge-Kutta warm-up (12 model calls) is not implemented; minildm's "
-                          "plms warms up with one Heun step, which is PNDMScheduler(skip_prk_steps=True), "
-                          "Stable Diffusion's setting"}
+_WHY: dict[str, str] = {}
 
 OBJECTIVES = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
 """diffusers' prediction_type -> minildm's objective."""
@@ -134,6 +144,15 @@ def diffusers_config(scheduler_class_name: str, config: Mapping[str, Any] | None
     return merged
 
 
+def diffusers_sampler(scheduler_class_name: str, config: Mapping[str, Any] | None = None) -> str:
+    """The minildm sampler that `scheduler_class_name` with `config` runs: DIFFUSERS_SAMPLERS[name],
+    except PNDMScheduler with skip_prk_steps=True, which is plms (one Heun warm-up step)."""
+    cfg = diffusers_config(scheduler_class_name, config)
+    if scheduler_class_name == "PNDMScheduler" and cfg["skip_prk_steps"]:
+        return "plms"
+    return DIFFUSERS_SAMPLERS[scheduler_class_name]
+
+
 def diffusers_schedule(scheduler_class_name: str, config: Mapping[str, Any] | None = None) -> NoiseSchedule:
     """The NoiseSchedule (float64 betas) that a diffusers scheduler config describes."""
     cfg = diffusers_config(scheduler_class_name, config)
@@ -151,9 +170,9 @@ def diffusers_options(scheduler_class_name: str, config: Mapping[str, Any] | Non
     """Keyword options for `minildm.diffusion.sample` that reproduce diffusers' `scheduler_class_name` with `config`.
 
     Returns objective, spacing, steps_offset, final_sigma, karras, karras_range, interpolation,
-    quantize, start_noise and, for DDIM/DDPM with clip_sample, clip_denoised (see the module
-    docstring for what each scheduler means). The sampler is DIFFUSERS_SAMPLERS[name] and the
-    schedule diffusers_schedule(name, config).
+    quantize, start_noise and, for DDIM/DDPM with clip_sample, clip_denoised, for PNDM's Runge-Kutta
+    warm-up midpoint (see the module docstring for what each scheduler means). The sampler is
+    diffusers_sampler(name, config) and the schedule diffusers_schedule(name, config).
     """
     cfg = diffusers_config(scheduler_class_name, config)
     spacing = cfg["timestep_spacing"]
@@ -170,6 +189,8 @@ def diffusers_options(scheduler_class_name: str, config: Mapping[str, Any] | Non
     }
     if scheduler_class_name in ("DDIMScheduler", "PNDMScheduler"):
         options["final_sigma"] = "zero" if cfg["set_alpha_to_one"] else "sigma_min"
+    if scheduler_class_name == "PNDMScheduler" and not cfg["skip_prk_steps"]:
+        options["midpoint"] = timestep_midpoint(diffusers_schedule(scheduler_class_name, cfg))
     if scheduler_class_name in ("DDIMScheduler", "DDPMScheduler") and cfg["clip_sample"]:
         options["clip_denoised"] = float(cfg["clip_sample_range"])
     if scheduler_class_name == "DPMSolverMultistepScheduler":
@@ -189,4 +210,5 @@ def diffusers_options(scheduler_class_name: str, config: Mapping[str, Any] | Non
     return options
 
 
-__all__ = ["DIFFUSERS_DEFAULTS", "DIFFUSERS_SAMPLERS", "diffusers_config", "diffusers_options", "diffusers_schedule"]
+__all__ = ["DIFFUSERS_DEFAULTS", "DIFFUSERS_SAMPLERS", "diffusers_config", "diffusers_options", "diffusers_sampler",
+           "diffusers_schedule"]

@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import trange
 
 from minildm.diffusion.denoiser import Denoiser
+from minildm.diffusion.schedules import NoiseSchedule
 from minildm.utils import randn
 
 Callback = Callable[[dict[str, Any]], None]
@@ -222,7 +223,106 @@ def ddim(
     return x
 
 
-@register("plms", nfe=lambda steps, ends_at_zero: steps + (1 if steps > 1 or not ends_at_zero else 0))
+def warmup_nfe(calls_per_step: int, warmup_steps: int) -> Callable[[int, bool], int]:
+    """NFE of a multistep sampler that spends `calls_per_step` extra model calls on each of its first
+    `warmup_steps` steps, except on a step that ends at sigma = 0 (there is no model at sigma = 0)."""
+
+    def nfe(steps: int, ends_at_zero: bool = True) -> int:
+        warm = max(0, min(warmup_steps, steps - (1 if ends_at_zero else 0)))
+        return steps + calls_per_step * warm
+
+    return nfe
+
+
+def heun_eps(denoise: Denoiser, x: torch.Tensor, eps_hat: torch.Tensor, sigma: torch.Tensor,
+             sigma_next: torch.Tensor) -> torch.Tensor:
+    """The noise estimate of one pseudo Heun (trapezoid) step, one extra model call:
+    eps' = (eps_hat + eps(x + (sigma_next - sigma) eps_hat, sigma_next)) / 2."""
+    x_pred = x + (sigma_next - sigma) * eps_hat
+    return (eps_hat + (x_pred - denoise(x_pred, sigma_next)) / sigma_next) / 2
+
+
+def runge_kutta_eps(denoise: Denoiser, x: torch.Tensor, eps_hat: torch.Tensor, sigma: torch.Tensor,
+                    sigma_next: torch.Tensor, sigma_mid: torch.Tensor) -> torch.Tensor:
+    """The noise estimate of one pseudo Runge-Kutta step (Liu et al. 2022), three extra model calls.
+
+    Classical 4th-order Runge-Kutta whose stages are DDIM steps x + (s - sigma) e from x (the
+    "transfer part" phi of the paper) to the midpoint level sigma_mid and to sigma_next:
+        e1 = eps_hat,                                   e2 = eps(x + (sigma_mid - sigma) e1, sigma_mid),
+        e3 = eps(x + (sigma_mid - sigma) e2, sigma_mid),  e4 = eps(x + (sigma_next - sigma) e3, sigma_next),
+        eps' = (e1 + 2 e2 + 2 e3 + e4) / 6,
+    where eps(x, s) = (x - D(x, s)) / s is the noise estimate at level s.
+    """
+
+    def eps_at(e: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        x_stage = x + (level - sigma) * e
+        return (x_stage - denoise(x_stage, level)) / level
+
+    e2 = eps_at(eps_hat, sigma_mid)
+    e3 = eps_at(e2, sigma_mid)
+    e4 = eps_at(e3, sigma_next)
+    return (eps_hat + 2 * e2 + 2 * e3 + e4) / 6
+
+
+def adams_bashforth_eps(history: list[torch.Tensor], eps_hat: torch.Tensor) -> torch.Tensor:
+    """The linear multistep noise estimate of PLMS (Liu et al. 2022): Adams-Bashforth over eps_hat
+    and up to 3 earlier ones (`history`, oldest first), of the order the history allows."""
+    recent = (history + [eps_hat])[-4:][::-1]  # newest first
+    return sum(c * e for c, e in zip(ADAMS_BASHFORTH[len(recent)], recent))
+
+
+def geometric_midpoint(sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
+    """sqrt(sigma sigma_next): halfway between two levels in log sigma (the log-SNR)."""
+    return (sigma * sigma_next).sqrt()
+
+
+def timestep_midpoint(schedule: NoiseSchedule) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The midpoint rule of the PNDM paper (and diffusers' PNDMScheduler): halfway in training timesteps.
+
+    For levels at the integer timesteps t > t', the midpoint is the training sigma at
+    t - (t - t') // 2 (t - delta/2 in Liu et al. 2022; rounded down as diffusers does).
+    """
+
+    def midpoint(sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
+        levels = torch.stack([sigma, sigma_next]).detach().to("cpu", torch.float64)
+        t, t_next = schedule.sigma_to_t(levels).round().long().tolist()
+        return schedule.sigmas[t - (t - t_next) // 2].to(sigma.dtype).to(sigma.device)
+
+    return midpoint
+
+
+def _linear_multistep(
+    denoise: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    warmup_steps: int,
+    warmup_eps: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    callback: Callback | None,
+    progress: bool,
+) -> torch.Tensor:
+    """The pseudo linear multistep loop shared by plms and pndm: every step is a DDIM step
+    x_next = x + (sigma_next - sigma) eps'; eps' = warmup_eps(x, eps_hat, sigma, sigma_next) on the
+    first `warmup_steps` steps that do not end at 0, else `adams_bashforth_eps` on the history."""
+    history: list[torch.Tensor] = []  # eps_hat at the accepted points, oldest first
+    for i in trange(len(sigmas) - 1, disable=not progress):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        x0_hat = denoise(x, sigma)
+        _report(callback, i, x, sigma, x0_hat)
+        eps_hat = (x - x0_hat) / sigma
+        if i < warmup_steps and float(sigma_next) > 0:
+            eps_prime = warmup_eps(x, eps_hat, sigma, sigma_next)
+        else:
+            eps_prime = adams_bashforth_eps(history, eps_hat)
+        history = (history + [eps_hat])[-3:]
+        x = x + (sigma_next - sigma) * eps_prime
+    return x
+
+
+PNDM_WARMUP_STEPS = 3
+"""Pseudo Runge-Kutta steps before PNDM's linear multistep part has the 3 earlier eps_hat it needs."""
+
+
+@register("plms", nfe=warmup_nfe(1, 1))
 @torch.no_grad()
 def plms(
     denoise: Denoiser,
@@ -237,25 +337,42 @@ def plms(
     Each step is a DDIM step x_next = x + (sigma_next - sigma) eps' whose noise estimate eps'
     is an Adams-Bashforth combination of the last (up to) 4 eps_hat. The first step has no
     history, so it spends one extra model call on a Heun (trapezoid) step instead; this is
-    the "skip_prk_steps" variant Stable Diffusion uses. Adams-Bashforth extrapolates: with
-    few steps and a strongly guided (large, quickly changing) eps it overshoots (notebook 08).
+    the "skip_prk_steps" variant Stable Diffusion uses (`pndm` warms up with the paper's
+    Runge-Kutta steps). Adams-Bashforth extrapolates: with few steps and a strongly guided
+    (large, quickly changing) eps it overshoots (notebook 08).
     """
-    history: list[torch.Tensor] = []  # eps_hat at the accepted points, oldest first
-    for i in trange(len(sigmas) - 1, disable=not progress):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        x0_hat = denoise(x, sigma)
-        _report(callback, i, x, sigma, x0_hat)
-        eps_hat = (x - x0_hat) / sigma
-        if not history and float(sigma_next) > 0:  # warm-up: Heun step
-            x_pred = x + (sigma_next - sigma) * eps_hat
-            eps_next = (x_pred - denoise(x_pred, sigma_next)) / sigma_next
-            eps_prime = (eps_hat + eps_next) / 2
-        else:
-            recent = (history + [eps_hat])[-4:][::-1]  # newest first
-            eps_prime = sum(c * e for c, e in zip(ADAMS_BASHFORTH[len(recent)], recent))
-        history = (history + [eps_hat])[-3:]
-        x = x + (sigma_next - sigma) * eps_prime
-    return x
+    return _linear_multistep(
+        denoise, x, sigmas, 1, lambda x, eps_hat, s, s_next: heun_eps(denoise, x, eps_hat, s, s_next),
+        callback, progress,
+    )
+
+
+@register("pndm", nfe=warmup_nfe(3, PNDM_WARMUP_STEPS), options=("midpoint",))
+@torch.no_grad()
+def pndm(
+    denoise: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    midpoint: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = geometric_midpoint,
+    callback: Callback | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """PNDM, pseudo numerical methods (Liu et al. 2022, "Pseudo Numerical Methods for Diffusion Models
+    on Manifolds", ICLR; their F-PNDM): pseudo Runge-Kutta warm-up, then pseudo linear multistep.
+
+    The first 3 steps are pseudo Runge-Kutta steps (`runge_kutta_eps`, 4 model calls each) that
+    collect the history the 4th-order Adams-Bashforth steps of `plms` need; every later step
+    costs one call. NFE: n + 9 for n >= 4 steps (diffusers' PNDMScheduler default). A warm-up
+    step that would end at sigma = 0 is a plain multistep step instead. `midpoint(sigma,
+    sigma_next)` is the level of the Runge-Kutta midpoint stages: by default `geometric_midpoint`;
+    the paper's t - delta/2 is `timestep_midpoint(schedule)`.
+    """
+
+    def warmup(x: torch.Tensor, eps_hat: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
+        return runge_kutta_eps(denoise, x, eps_hat, sigma, sigma_next, midpoint(sigma, sigma_next))
+
+    return _linear_multistep(denoise, x, sigmas, PNDM_WARMUP_STEPS, warmup, callback, progress)
 
 
 @register("dpmpp_2m", nfe=one_call_per_step)
@@ -399,6 +516,7 @@ __all__ = [
     "SAMPLER_NAMES",
     "Callback",
     "SamplerSpec",
+    "adams_bashforth_eps",
     "ancestral_sigmas",
     "ddim",
     "ddim_step",
@@ -407,9 +525,15 @@ __all__ = [
     "dpmpp_2m_step",
     "euler",
     "euler_ancestral",
+    "geometric_midpoint",
     "get_sampler",
     "heun",
+    "heun_eps",
     "model_calls",
     "plms",
+    "pndm",
     "register",
+    "runge_kutta_eps",
+    "timestep_midpoint",
+    "warmup_nfe",
 ]

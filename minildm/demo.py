@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
     parser.add_argument("--fast", action="store_true", help="a seconds-long smoke run (also with MINILDM_FAST=1)")
     parser.add_argument("--samples-per-class", type=int, default=None, help="samples drawn per class (default 8)")
-    parser.add_argument("--guidance-scale", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    parser.add_argument("--guidance-scale", type=float, default=4.0, help="classifier-free guidance scale (default 4)")
     parser.add_argument("--sampler", default="dpmpp_2m", help="sampler name (default dpmpp_2m)")
     parser.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")

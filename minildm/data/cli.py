@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         if action == "download":
             return _download(args.name, args.root)
     except (ValueError, DatasetNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"minildm data: {error}", file=sys.stderr)
         return 2
     print("usage: minildm data {list, show NAME [--out FILE.png] [--n 16], download NAME [--root DIR]}")
     return 2

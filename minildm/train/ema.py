@@ -39,9 +39,10 @@ class EMA:
         """shadow <- d shadow + (1 - d) param for every tracked parameter."""
         decay = self.current_decay()
         self.num_updates += 1
-        for name, param in model.named_parameters():
-            if name in self.shadow:
-                self.shadow[name].lerp_(param.detach().to(self.shadow[name].dtype), 1.0 - decay)
+        params = dict(model.named_parameters())
+        shadows = list(self.shadow.values())
+        current = [params[name].detach().to(shadow.dtype) for name, shadow in self.shadow.items()]
+        torch._foreach_lerp_(shadows, current, 1.0 - decay)  # one multi-tensor call for every shadow
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:

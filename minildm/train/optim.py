@@ -52,8 +52,18 @@ def build_optimizers(groups: dict[str, list[nn.Parameter]], config: TrainConfig)
         raise ConfigError(f"train.lr_groups has unknown group(s) {', '.join(unknown)}; "
                           f"this model's optimizer groups are {', '.join(groups)}")
     return {name: torch.optim.AdamW(params, lr=config.lr_groups.get(name, config.lr), betas=tuple(config.betas),
-                                    weight_decay=config.weight_decay)
+                                    weight_decay=config.weight_decay, **_implementation(params))
             for name, params in groups.items()}
+
+
+def _implementation(params: list[nn.Parameter]) -> dict[str, bool]:
+    """Fused AdamW when every parameter is a floating CUDA tensor; else the multi-tensor (foreach) one.
+
+    Same update either way; both avoid the per-tensor Python loop that torch picks by default on the CPU.
+    """
+    if params and all(p.is_cuda and p.is_floating_point() for p in params):
+        return {"fused": True}
+    return {"foreach": True}
 
 
 def learning_rate(base_lr: float, step: int, total_steps: int, warmup_steps: int = 0,

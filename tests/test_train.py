@@ -347,3 +347,19 @@ def test_gpu_section_applies_only_on_cuda_and_the_command_line_wins(monkeypatch)
         load_config({**config, "gpu": [1]})
     with pytest.raises(ConfigError, match="train.batchsize"):
         load_config({**config, "gpu": {"train.batchsize": 3}})
+
+
+def test_optimizer_state_keeps_this_runs_implementation():
+    from minildm.train.checkpoint import _optimizer_state, load_optimizer_state
+
+    param = torch.nn.Parameter(torch.randn(3))
+    saved = torch.optim.AdamW([param], foreach=True)
+    param.grad = torch.ones(3)
+    saved.step()
+    tensors, meta = _optimizer_state({"model": saved})
+    meta["model"]["param_groups"][0].update(fused=True, foreach=None)  # as written by a fused (CUDA) run
+    resumed = torch.optim.AdamW([param], foreach=True)
+    load_optimizer_state(resumed, "model", tensors, meta["model"])
+    assert resumed.param_groups[0]["foreach"] is True and not resumed.param_groups[0]["fused"]
+    assert torch.equal(resumed.state[param]["exp_avg"], saved.state[param]["exp_avg"])
+    resumed.step()  # runs on the CPU

@@ -162,7 +162,10 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, group: str, tensors: 
     for key, value in meta["scalars"].items():
         index, name = key.split("/", 1)
         state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # keep this run's implementation (fused on CUDA, foreach on the CPU): a checkpoint may come from the other
+    implementation = {k: optimizer.defaults[k] for k in ("fused", "foreach") if k in optimizer.defaults}
+    param_groups = [{**saved, **implementation} for saved in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": param_groups})
 
 
 def capture_rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -195,6 +195,61 @@ def unet_config_from_diffusers(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def unet_config_from_state_dict(state_dict: dict[str, torch.Tensor], num_heads: int = 8,
+                                norm_num_groups: int = 32) -> dict[str, Any]:
+    """UNetModel keyword arguments read off a minildm-named (= original-named) UNet state dict.
+
+    Widths, levels, ResBlocks per level, attention levels, transformer depth, context width,
+    classes and the projection kind are visible in the tensor shapes; the number of attention
+    heads and of GroupNorm groups are not, so they are arguments (defaults: Stable Diffusion v1's).
+    """
+    if "input_blocks.0.0.weight" not in state_dict:
+        raise ValueError("not a UNet state dict in the original layout: no input_blocks.0.0.weight")
+    model_channels, in_channels = state_dict["input_blocks.0.0.weight"].shape[:2]
+    blocks = sorted({int(m[1]) for k in state_dict if (m := re.match(r"input_blocks\.(\d+)\.", k))})
+    levels: list[list[int]] = [[]]  # input block indices of each level's ResBlocks
+    for i in blocks[1:]:
+        if f"input_blocks.{i}.0.op.weight" in state_dict:
+            levels.append([])
+        else:
+            levels[-1].append(i)
+    widths = [state_dict[f"input_blocks.{level[0]}.0.in_layers.2.weight"].shape[0] for level in levels]
+    attention = [2**n for n, level in enumerate(levels) if any(k.startswith(f"input_blocks.{level[0]}.1.")
+                                                               for k in state_dict)]
+    depth = len({m[1] for k in state_dict if (m := re.match(r"middle_block\.1\.transformer_blocks\.(\d+)\.", k))})
+    context = state_dict.get("middle_block.1.transformer_blocks.0.attn2.to_k.weight")
+    proj_in = state_dict.get("middle_block.1.proj_in.weight")
+    emb = state_dict[f"input_blocks.{levels[0][0]}.0.emb_layers.1.weight"]
+    return {
+        "in_channels": int(in_channels),
+        "out_channels": int(state_dict["out.2.weight"].shape[0]),
+        "model_channels": int(model_channels),
+        "channel_mult": [w // model_channels for w in widths],
+        "num_res_blocks": len(levels[0]),
+        "attention_resolutions": attention,
+        "num_heads": num_heads,
+        "transformer_depth": max(depth, 1),
+        "context_dim": int(context.shape[1]) if context is not None else None,
+        "num_classes": int(state_dict["label_emb.weight"].shape[0]) if "label_emb.weight" in state_dict else None,
+        "use_scale_shift_norm": emb.shape[0] == 2 * widths[0],
+        "norm_num_groups": norm_num_groups,
+        "use_linear_in_transformer": proj_in is not None and proj_in.dim() == 2,
+    }
+
+
+def unet_from_state_dict(state_dict: dict[str, torch.Tensor], config: dict[str, Any],
+                         dtype: torch.dtype | None = None, where: str = "the weights") -> UNetModel:
+    """A UNetModel of `config` holding `state_dict` (minildm names), built on the meta device (no random init)."""
+    with torch.device("meta"):  # no time spent on random init: every weight comes from the file
+        model = UNetModel.from_config(config)
+    try:
+        model.load_state_dict(state_dict, strict=True, assign=True)
+    except RuntimeError as err:
+        raise ValueError(f"{where} do not fit UNet config {config}; pass the matching config=. "
+                         f"Details: {err}") from err  # fmt: skip
+    return model.to(dtype or torch.float32).eval()
+
+
 def load_unet(
     path_or_folder: str | Path,
     config: dict[str, Any] | str | Path | None = None,
@@ -233,11 +288,4 @@ def load_unet(
         raise ValueError(f"{path} does not exist (expected a checkpoint file or a diffusers folder)")
 
     config = load_unet_config("sd-v1" if config is None else config) if not isinstance(config, dict) else config
-    with torch.device("meta"):  # no time spent on random init: every weight comes from the file
-        model = UNetModel.from_config(config)
-    try:
-        model.load_state_dict(state_dict, strict=True, assign=True)
-    except RuntimeError as err:
-        raise ValueError(f"the weights in {path} do not fit UNet config {config}; pass the matching config=. "
-                         f"Details: {err}") from err  # fmt: skip
-    return model.to(dtype or torch.float32).eval()
+    return unet_from_state_dict(state_dict, config, dtype, where=f"the weights in {path}")

@@ -1,4 +1,4 @@
-"""The `minildm` command: demo, train, sample, data, grade, course, convert.
+"""The `minildm` command: demo, train, sample, eval, data, grade, course, convert.
 
 Each subcommand's arguments and work live in one module with `add_arguments(parser)` and
 `run(args)` (minildm/commands/, or next to the code they drive when that package needs nothing
@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
     "demo": ("minildm.demo", "add_arguments", "run", "train the most complete pipeline end to end on shapes"),
     "train": ("minildm.commands.train", "add_arguments", "run", "train a model from a YAML config (key=value overrides)"),
     "sample": ("minildm.commands.sample", "add_arguments", "run", "draw images from a named or saved checkpoint"),
+    "eval": ("minildm.commands.eval", "add_arguments", "run",
+             "sample a model and score it: FD, KID, IS, precision/recall, density/coverage, memorization"),
     "data": ("minildm.data.cli", "add_arguments", "run", "list, show or download datasets"),
     "grade": ("minildm.course.cli", "add_grade_arguments", "run_grade", "grade student notebooks"),
     "course": ("minildm.course.cli", "add_course_arguments", "run_course", "instructor tools: build exercises/"),

@@ -46,6 +46,8 @@ SIDEWAYS: dict[tuple[str, str], str] = {
         "the trainer builds models and reads checkpoints through the one home of model loading",
     ("minildm.pretrained", "minildm.metrics"):
         "a course checkpoint is evaluated on held-out data before it ships",
+    ("minildm.metrics", "minildm.pretrained"):
+        "a feature extractor is named by its course checkpoint (features='judge-shapes') and loaded where models are",
     ("minildm.demo", "minildm.course"): "the demo shrinks itself in fast mode (minildm.course.fast_mode)",
     ("minildm.__main__", "minildm.cli"): "`python -m minildm` is the `minildm` command",
 }

@@ -1,11 +1,13 @@
-"""How varied and how new are samples? Two checks that distribution distances can miss.
+"""How varied and how new are samples? Checks that distribution distances can miss.
 
     class_diversity    mean pairwise distance of features within each class (0 = each class collapsed
                        to one output, e.g. at a high classifier-free guidance scale; notebook 09)
     nearest_distance   distance of each sample to its nearest training point (0 = a copy: the model
                        memorised its data; notebooks 05 and 08)
+    memorization       the fraction of samples closer to a training point than (nearly) all fresh real
+                       images are: a model that replays its training set is caught (notebook 15)
 
-Both compute on the CPU in float64, wherever the inputs are.
+All compute on the CPU in float64, wherever the inputs are.
 """
 
 from __future__ import annotations
@@ -45,3 +47,30 @@ def nearest_distance(samples: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
     if s.shape[1] != d.shape[1]:
         raise ValueError(f"samples have {s.shape[1]} coordinates, data points {d.shape[1]}")
     return torch.cdist(s, d).min(dim=1).values / math.sqrt(s.shape[1])
+
+
+def memorization(fake: torch.Tensor, real: torch.Tensor, train: torch.Tensor, quantile: float = 0.05) -> dict[str, float]:
+    """How many samples sit closer to a training point than fresh real data does: nearest-training-neighbour statistics.
+
+    fake (M, D), real (N, D, held out: never trained on) and train (T, D) are features (or flattened
+    images). d(x) = Euclidean distance from x to its nearest training point. The threshold is the
+    `quantile` of d over the REAL held-out points: `quantile` of genuinely new images come that close
+    to the training set by chance. Returns
+        memorized_fraction   fraction of samples with d < threshold (about `quantile` for a model that
+                             generalises, 1.0 for one that replays its training set),
+        expected_fraction    `quantile`, what a model drawing fresh images of the data would score,
+        fake_median_distance / real_median_distance   the medians of d, and `threshold`.
+    """
+    from minildm.metrics.manifold import knn_distances
+
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must lie in (0, 1), got {quantile}")
+    if not (fake.ndim == real.ndim == train.ndim == 2) or not fake.shape[1] == real.shape[1] == train.shape[1]:
+        raise ValueError(f"fake, real and train must be (N, D) features of one dimension D, got shapes "
+                         f"{tuple(fake.shape)}, {tuple(real.shape)} and {tuple(train.shape)}")
+    fake_distance = knn_distances(fake, train, 1)  # (M,)
+    real_distance = knn_distances(real, train, 1)  # (N,)
+    threshold = torch.quantile(real_distance, quantile)
+    return {"memorized_fraction": float((fake_distance < threshold).double().mean()), "expected_fraction": quantile,
+            "threshold": float(threshold), "fake_median_distance": float(fake_distance.median()),
+            "real_median_distance": float(real_distance.median())}

@@ -27,11 +27,13 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from minildm.autoencoder import FirstStage, check_first_stage
-from minildm.conditioning import ClassConditioner
+from minildm.conditioning import ClassConditioner, Conditioner, LayoutConditioner, TextConditioner
+from minildm.conditioning.clip_text import FrozenCLIPTextConditioner
 from minildm.diffusion import NoiseSchedule, cfg_model, diffusion_loss, q_sample, sample as run_sampler
 from minildm.unet import UNetModel
 
-CONDITIONER_TYPES = ("class",)
+CONDITIONERS: dict[str, type[Conditioner]] = {"class": ClassConditioner, "text": TextConditioner,
+                                              "layout": LayoutConditioner, "clip": FrozenCLIPTextConditioner}
 LDM_SCHEDULE = {"name": "scaled_linear", "num_timesteps": 1000, "beta_start": 0.0015, "beta_end": 0.0195}
 """The paper's LDM noise schedule (LDM App. E / CompVis configs: `linear_start: 0.0015, linear_end: 0.0195`,
 CompVis "linear" = diffusers "scaled_linear"). Stable Diffusion uses scaled_linear 0.00085 .. 0.012,
@@ -104,32 +106,38 @@ class LatentDataset(Dataset):
         return self
 
 
-def build_conditioner(spec: Mapping[str, Any] | None) -> nn.Module | None:
-    """{"type": "class", "num_classes": N, "embed_dim": D, "mode": "crossattn" | "adm"} -> conditioner."""
-    if spec is None:
-        return None
+def build_conditioner(spec: Mapping[str, Any] | nn.Module | None) -> nn.Module | None:
+    """{"type": "class" | "text" | "layout", **the conditioner's arguments} -> conditioner (see CONDITIONERS).
+
+    e.g. {"type": "class", "num_classes": 18, "embed_dim": 64, "mode": "crossattn"},
+    {"type": "text", "vocabulary": [...], "max_length": 16}, {"type": "layout", "num_classes": 18}.
+    """
+    if spec is None or isinstance(spec, nn.Module):  # none, or one already built (e.g. a loaded CLIP encoder)
+        return spec
     spec = dict(spec)
     kind = spec.pop("type", None)
-    if kind == "class":
-        return ClassConditioner(**spec)
-    raise ValueError(f"unknown conditioner type {kind!r}; valid types: {', '.join(CONDITIONER_TYPES)}")
+    if kind not in CONDITIONERS:
+        raise ValueError(f"unknown conditioner type {kind!r}; valid types: {', '.join(CONDITIONERS)}")
+    return CONDITIONERS[kind](**spec)
 
 
 def latent_diffusion_loss(model: LatentDiffusion, z0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
-                          labels: torch.Tensor | None = None, drop_mask: torch.Tensor | None = None) -> torch.Tensor:
+                          labels: torch.Tensor | Mapping[str, Any] | None = None,
+                          drop_mask: torch.Tensor | None = None) -> torch.Tensor:
     """L_LDM (LDM Eq. 2, with tau_theta(y) Eq. 3) of a LatentDiffusion `model` for given t, noise and labels.
 
-    z0: scaled latents (B, c, h, w); t: timesteps (B,); noise: (B, c, h, w); labels: the condition
-    (B,) or None; drop_mask: (B,) bool, True where the label becomes the null class (classifier-free
-    guidance training). z_t = q_sample(z0, t, noise); the loss compares the UNet's output on
+    z0: scaled latents (B, c, h, w); t: timesteps (B,); noise: (B, c, h, w); labels: the condition,
+    class labels (B,), a cond dict ({"caption": ...}, see `LatentDiffusion.sample`) or None; drop_mask:
+    (B,) bool, True where the condition becomes the null condition (classifier-free guidance training). z_t = q_sample(z0, t, noise); the loss compares the UNet's output on
     (z_t, t, tau(labels)) with its target (eps for the paper) through `diffusion_loss`, with the
     model's objective and weighting. `LatentDiffusion.training_step` is this function at random
     t, noise and dropout.
     """
     z_t = q_sample(z0, t, noise, model.schedule)  # (B, c, h, w)
-    if labels is not None and drop_mask is not None:
-        labels = torch.where(drop_mask, model.conditioner.null_input(labels), labels)
-    output = model.model_output(z_t, t, model.condition(labels))
+    cond = model.prepare_cond(labels)
+    if cond is not None and drop_mask is not None:
+        cond = model.conditioner.where_null(cond, drop_mask)
+    output = model.model_output(z_t, t, model.condition(cond))
     return diffusion_loss(output, z0, noise, t, model.schedule, objective=model.objective,
                           weighting=model.loss_weighting, gamma=model.min_snr_gamma)
 
@@ -138,7 +146,8 @@ class LatentDiffusion(nn.Module):
     """The LDM of Rombach et al. (2022): diffusion in the latent space of a frozen autoencoder.
 
     Args:
-        unet: keyword arguments of `UNetModel` (in_channels must equal the latent channels).
+        unet: keyword arguments of `UNetModel` (in_channels must equal the latent channels), or a built UNetModel
+            (a loader that fills it with released weights builds it on the meta device first).
         first_stage: the frozen autoencoder (see `as_first_stage`; None = pixel-space diffusion). In a config,
             a course checkpoint name, a run folder or {"target", "params"}, loaded by minildm.pretrained.build_model.
         conditioner: see `build_conditioner` (None = unconditional).
@@ -150,11 +159,13 @@ class LatentDiffusion(nn.Module):
         cond_drop_prob: probability of replacing the condition by the null condition (CFG training).
         scale_factor: latent scale; None keeps the first stage's stored value (1/std of its latents).
         sampler, sample_steps, guidance_scale: defaults of `sample` and of the trainer's sample grids.
+        sampler_options: default keyword options of `minildm.diffusion.sample` (e.g. Stable Diffusion's
+            {"spacing": "leading", "steps_offset": 1}); options given to `sample` take precedence.
     """
 
     def __init__(
         self,
-        unet: dict[str, Any],
+        unet: dict[str, Any] | UNetModel,
         first_stage: nn.Module | None = None,
         conditioner: dict[str, Any] | None = None,
         image_size: int = 32,
@@ -167,23 +178,26 @@ class LatentDiffusion(nn.Module):
         sampler: str = "dpmpp_2m",
         sample_steps: int = 20,
         guidance_scale: float = 3.0,
+        sampler_options: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.first_stage = as_first_stage(first_stage).eval().requires_grad_(False)
         self.conditioner = build_conditioner(conditioner)
-        self.unet = UNetModel(**unet)
+        self.unet = unet if isinstance(unet, UNetModel) else UNetModel(**unet)
         if isinstance(self.conditioner, ClassConditioner) and self.conditioner.mode == "adm" \
-                and unet.get("num_classes") != self.conditioner.num_classes + 1:
+                and self.unet.num_classes != self.conditioner.num_classes + 1:
             raise ValueError(f"class conditioning in 'adm' mode needs unet.num_classes = "
                              f"{self.conditioner.num_classes + 1} (the classes + one null class for guidance), "
-                             f"got {unet.get('num_classes')}")
-        self.schedule = NoiseSchedule.from_name(**{**LDM_SCHEDULE, **(schedule or {})})
+                             f"got {self.unet.num_classes}")
+        with torch.device("cpu"):  # a float64 table, even when the networks are built on the meta device
+            self.schedule = NoiseSchedule.from_name(**{**LDM_SCHEDULE, **(schedule or {})})
         self.objective = objective
         self.loss_weighting = loss_weighting
         self.min_snr_gamma = min_snr_gamma
         self.cond_drop_prob = cond_drop_prob
         self.image_size = image_size
         self.sampler, self.sample_steps, self.guidance_scale = sampler, sample_steps, guidance_scale
+        self.sampler_options = dict(sampler_options or {})
         if scale_factor is not None:  # override the first stage's stored 1/std of its latents
             self.first_stage.scale_factor.fill_(float(scale_factor))
         f = self.first_stage.downsampling_factor
@@ -220,70 +234,111 @@ class LatentDiffusion(nn.Module):
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Scaled latents -> images in [-1, 1] (clamped)."""
-        return self.first_stage.decode_latent(z).clamp(-1, 1)
+        """Scaled latents -> images in [-1, 1] (clamped), in z's dtype (the decoder runs in its own)."""
+        return self.first_stage.decode_latent(z.to(self.first_stage.scale_factor.dtype)).to(z.dtype).clamp(-1, 1)
 
     @torch.no_grad()
     def encode_dataset(self, dataset: Dataset, num_items: int | None = None, batch_size: int = 256,
-                       keys: tuple[str, ...] = ("label",)) -> LatentDataset:
-        """Encode the first `num_items` images of `dataset` once (see `LatentDataset`), `batch_size` at a time."""
+                       keys: tuple[str, ...] | None = None) -> LatentDataset:
+        """Encode the first `num_items` images of `dataset` once (see `LatentDataset`), `batch_size` at a time.
+
+        The items' condition keys (default: the conditioner's, e.g. "label" or "caption") are kept beside
+        the latents, prepared by the conditioner once (captions become token ids).
+        """
         from tqdm.auto import tqdm
 
-        from minildm.data import stack_items
-
+        if keys is None:
+            keys = self.conditioner.keys if self.conditioner is not None else ()
         n = len(dataset) if num_items is None else min(num_items, len(dataset))
         latents, extras = [], {k: [] for k in keys}
         for start in tqdm(range(0, n, batch_size), desc="encoding latents", leave=False):
-            batch = stack_items(dataset, min(batch_size, n - start), ("image", *keys), start=start)
-            latents.append(self.encode(batch["image"]).cpu())
+            items = [dataset[i] for i in range(start, min(start + batch_size, n))]
+            latents.append(self.encode(torch.stack([item["image"] for item in items])).cpu())
+            raw = {k: [item[k] for item in items] for k in keys}
+            prepared = self.conditioner.prepare(raw) if self.conditioner is not None and \
+                set(self.conditioner.keys) <= set(keys) else {}
             for k in keys:
-                extras[k].append(batch[k])
+                extras[k].append(prepared[k] if k in prepared else torch.stack([torch.as_tensor(v) for v in raw[k]]))
         return LatentDataset(torch.cat(latents), {k: torch.cat(v) for k, v in extras.items()})
 
     # --- the network and its conditioning ---------------------------------------------------
-    def condition(self, batch_value: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """The conditioner's UNet keyword arguments for a batch of conditions ({} when unconditional)."""
-        if self.conditioner is None or batch_value is None:
+    def prepare_cond(self, cond: torch.Tensor | Mapping[str, Any] | None) -> dict[str, torch.Tensor] | None:
+        """A condition as the conditioner reads it, on the model's device: raw values -> tensors.
+
+        `cond` is a dict keyed by dataset item keys ({"label": (B,)}, {"caption": [B strings]},
+        {"boxes": (B, N, 4), "box_labels": (B, N)}), a tensor (shorthand for the conditioner's one key,
+        e.g. class labels) or None (unconditional).
+        """
+        if self.conditioner is None or cond is None:
+            return None
+        if not isinstance(cond, Mapping):
+            if len(self.conditioner.keys) != 1:
+                raise ValueError(f"this model's conditioner reads {', '.join(self.conditioner.keys)}: "
+                                 f"pass a dict cond={{...}} with these keys")
+            cond = {self.conditioner.keys[0]: cond}
+        device = next(self.unet.parameters()).device
+        return {k: v.to(device) for k, v in self.conditioner.prepare(cond).items()}
+
+    def condition(self, cond: torch.Tensor | Mapping[str, Any] | None) -> dict[str, torch.Tensor]:
+        """The conditioner's UNet keyword arguments (tau_theta(y)) for a batch of conditions ({} when unconditional).
+
+        `cond`: see `prepare_cond` (a dict of dataset item keys, or class labels as shorthand).
+        """
+        cond = self.prepare_cond(cond)
+        if cond is None:
             return {}
-        return self.conditioner(batch_value)
+        return self.conditioner.encode(cond)
 
     def model_output(self, z_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
-        """eps_theta(z_t, t, tau(y)) (or x0 / v, following `objective`)."""
-        return self.unet(z_t, t, **cond)
+        """eps_theta(z_t, t, tau(y)) (or x0 / v, following `objective`), in z_t's dtype.
+
+        The UNet runs in its own dtype: after `ldm.to(torch.float16)` (half-precision inference) the
+        inputs are cast to float16 and the output back, so samplers keep their state in float32.
+        """
+        dtype = next(self.unet.parameters()).dtype
+        if dtype == z_t.dtype:
+            return self.unet(z_t, t, **cond)
+        cond = {k: v.to(dtype) if v.is_floating_point() else v for k, v in cond.items()}
+        return self.unet(z_t.to(dtype), t, **cond).to(z_t.dtype)
 
     def training_step(self, batch: dict[str, torch.Tensor], group: str, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """One Monte-Carlo sample of Eq. 2 / 3 per image (the trainer contract): `latent_diffusion_loss`
         at random t ~ U{0, T-1}, noise ~ N(0, I), and labels dropped to the null class with
-        probability `cond_drop_prob` (classifier-free guidance training)."""
+        probability `cond_drop_prob` (classifier-free guidance training). The batch carries the
+        condition under the dataset's item keys, the same keys as `sample(cond=...)`."""
         z0 = batch["latent"] if "latent" in batch else self.encode(batch["image"])
         t = torch.randint(0, self.schedule.num_timesteps, (z0.shape[0],), device=z0.device)
         noise = torch.randn_like(z0)
-        labels = None
+        cond = None
         if self.conditioner is not None:
-            labels = self.conditioner.drop(batch[self.conditioner.batch_key], self.cond_drop_prob)
-        loss = latent_diffusion_loss(self, z0, t, noise, labels)
+            cond = self.prepare_cond({k: batch[k] for k in self.conditioner.keys if k in batch})
+            cond = self.conditioner.drop_cond(cond, self.cond_drop_prob)
+        loss = latent_diffusion_loss(self, z0, t, noise, cond)
         return loss, {"loss": loss.detach()}
 
     # --- sampling ---------------------------------------------------------------------------
-    def prediction_fn(self, labels: torch.Tensor | None = None, guidance_scale: float | None = None,
+    def prediction_fn(self, cond: torch.Tensor | Mapping[str, Any] | None = None, guidance_scale: float | None = None,
                       guidance_rescale: float = 0.0):
         """The network's prediction model_fn(z_t, t) -> eps (or x0 / v, following `objective`) for
         `minildm.diffusion.sample`, with classifier-free guidance when scale != 1. (Not a denoiser
-        D(x, sigma) in the sense of minildm.diffusion.denoiser: the sampler converts it.)"""
+        D(x, sigma) in the sense of minildm.diffusion.denoiser: the sampler converts it.)
+        `cond`: see `prepare_cond`; the unconditional half uses the conditioner's null condition."""
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
-        if self.conditioner is None or labels is None:
+        cond = self.prepare_cond(cond)
+        if cond is None:
             return lambda z, t: self.model_output(z, t, {})
-        cond = self.condition(labels)
+        context = self.conditioner.encode(cond)  # tau_theta(y), computed once for all steps
         if scale == 1.0:
-            return lambda z, t: self.model_output(z, t, cond)
-        uncond = self.condition(self.conditioner.null_input(labels))
-        return cfg_model(self.model_output, cond, uncond, scale, guidance_rescale=guidance_rescale)
+            return lambda z, t: self.model_output(z, t, context)
+        null_context = self.conditioner.encode(self.conditioner.null_cond(cond))
+        return cfg_model(self.model_output, context, null_context, scale, guidance_rescale=guidance_rescale)
 
     @torch.no_grad()
     def sample(
         self,
         n: int | None = None,
         labels: torch.Tensor | None = None,
+        cond: Mapping[str, Any] | None = None,
         sampler: str | None = None,
         steps: int | None = None,
         guidance_scale: float | None = None,
@@ -293,17 +348,31 @@ class LatentDiffusion(nn.Module):
         progress: bool = True,
         **sampler_options: Any,
     ) -> torch.Tensor:
-        """Draw images (B, C, H, W) in [-1, 1]: `n` unconditional ones or one per entry of `labels`."""
-        if labels is None and n is None:
-            raise ValueError("give the number of samples `n` or the `labels` to sample")
-        device = next(self.unet.parameters()).device
+        """Draw images (B, C, H, W) in [-1, 1]: `n` unconditional ones, or one per item of the condition.
+
+        cond: the condition, keyed like the dataset's items: {"label": (B,)}, {"caption": [B strings]},
+        {"boxes": (B, N, 4) xyxy in [0, 1], "box_labels": (B, N), -1 = no object}. `labels=` is
+        shorthand for cond={"label": labels}. Guidance mixes in the conditioner's null condition.
+        """
         if labels is not None:
-            labels = torch.as_tensor(labels, device=device).long()
-            n = labels.shape[0]
-        model_fn = self.prediction_fn(labels, guidance_scale, guidance_rescale)
+            if cond is not None:
+                raise ValueError("give the condition once: cond={...} or its shorthand labels=, not both")
+            cond = {"label": labels}
+        if cond is None and n is None:
+            raise ValueError("give the number of samples `n` or the condition `cond` (or `labels`) to sample")
+        device = next(self.unet.parameters()).device
+        prepared = self.prepare_cond(cond)
+        if prepared is not None:
+            batch = next(iter(prepared.values())).shape[0]
+            if n is not None and n != batch:
+                raise ValueError(f"n = {n} does not match the condition's batch of {batch}")
+            n = batch
+        elif cond is not None:
+            raise ValueError("this model is unconditional: sample it with n=, without cond or labels")
+        model_fn = self.prediction_fn(prepared, guidance_scale, guidance_rescale)
         z = run_sampler(model_fn, (n, *self.latent_shape), sampler or self.sampler, steps or self.sample_steps,
                         schedule=self.schedule, objective=self.objective, generator=generator, device=device,
-                        progress=progress, **sampler_options)
+                        progress=progress, **{**self.sampler_options, **sampler_options})
         return self.decode(z) if decode else z
 
     def sample_images(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

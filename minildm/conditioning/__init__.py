@@ -1,5 +1,15 @@
-"""Conditioning: turn a label, caption, layout or image into UNet inputs (LDM Sec. 3.3)."""
+"""Conditioning: turn a label, caption, layout or image into UNet inputs (LDM Sec. 3.3).
 
+    base.py            the Conditioner interface: dataset item keys in, UNet keyword arguments out
+    class_embedder.py  "label" -> one context token (or ADM's class embedding)
+    text.py            "caption" -> WordLevel tokenizer -> transformer tau_theta -> context tokens
+    layout.py          "boxes" + "box_labels" -> (class, corner, corner) grid tokens -> transformer
+"""
+
+from minildm.conditioning.base import Conditioner
 from minildm.conditioning.class_embedder import ClassConditioner
+from minildm.conditioning.layout import LayoutConditioner, box_tokens, grid_tokens, shuffle_objects
+from minildm.conditioning.text import TextConditioner, build_tokenizer, caption_vocabulary
 
-__all__ = ["ClassConditioner"]
+__all__ = ["ClassConditioner", "Conditioner", "LayoutConditioner", "TextConditioner", "box_tokens",
+           "build_tokenizer", "caption_vocabulary", "grid_tokens", "shuffle_objects"]

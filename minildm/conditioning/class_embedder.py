@@ -11,18 +11,20 @@ unconditional half of the batch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn as nn
 
-from minildm.utils import rand
+from minildm.conditioning.base import Conditioner
 
 MODES = ("crossattn", "adm")
 
 
-class ClassConditioner(nn.Module):
+class ClassConditioner(Conditioner):
     """Labels (B,) -> keyword arguments of the UNet: {"context": (B, 1, D)} or {"y": (B,)}."""
 
-    batch_key = "label"
+    keys = ("label",)
 
     def __init__(self, num_classes: int, embed_dim: int = 64, mode: str = "crossattn"):
         super().__init__()
@@ -37,12 +39,17 @@ class ClassConditioner(nn.Module):
         """The unconditional input for a batch shaped like `like`: every label set to the null id."""
         return torch.full_like(like, self.null_id)
 
+    def null_cond(self, cond: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{"label": every label set to the null id}."""
+        return {"label": self.null_input(cond["label"])}
+
+    def prepare(self, cond: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{"label": ints or a tensor} -> {"label": (B,) long}."""
+        return {"label": super().prepare(cond)["label"].long().reshape(-1)}
+
     def drop(self, labels: torch.Tensor, drop_prob: float, generator: torch.Generator | None = None) -> torch.Tensor:
         """Condition dropout for CFG training: each label becomes the null id with probability `drop_prob`."""
-        if drop_prob <= 0:
-            return labels
-        mask = rand(labels.shape, generator, device=labels.device) < drop_prob
-        return torch.where(mask, self.null_input(labels), labels)
+        return self.drop_cond({"label": labels}, drop_prob, generator)["label"]
 
     def forward(self, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B,) long -> UNet kwargs."""

@@ -117,11 +117,14 @@ class ShapesDataset(Dataset):
             defaults to 50,000 / 2,000 / 2,000 for train / val / test.
         background: "plain" (one dark colour) or "textured" (dark colour + soft waves + grain).
         kinds: which shape kinds to draw, a subset of KINDS; classes = kinds x 6 colours.
+        exclude: class names ("green triangle") never drawn, e.g. colour-shape pairs held out of a
+            text-to-image model's training captions to test compositional generalisation. An
+            excluded draw is redrawn, so with no exclusions every item is the same as before.
     """
 
     def __init__(self, split: str = "train", size: int = 32, num_objects: int | Sequence[int] = (1, 3),
                  seed: int = 0, length: int | None = None, background: str = "plain",
-                 kinds: Sequence[str] = DEFAULT_KINDS):
+                 kinds: Sequence[str] = DEFAULT_KINDS, exclude: Sequence[str] = ()):
         self.split = check_split(split)
         self.size = check_size(size, minimum=8)
         self.min_objects, self.max_objects = self._check_num_objects(num_objects)
@@ -143,6 +146,13 @@ class ShapesDataset(Dataset):
         self.colours = tuple(COLOURS)
         self.class_names = shape_class_names(self.kinds)
         self.num_classes = len(self.class_names)
+        if isinstance(exclude, str):
+            exclude = (exclude,)
+        unknown = [name for name in exclude if name not in self.class_names]
+        if unknown or len(set(exclude)) >= self.num_classes:
+            raise ValueError(f"exclude must name some, not all, classes of {', '.join(self.class_names)}; "
+                             f"got {tuple(exclude)!r}")
+        self.excluded = {self.class_names.index(name) for name in exclude}
         self._palette = np.array(list(COLOURS.values()), dtype=np.float32)  # (6, 3)
         centres = np.arange(self.size, dtype=np.float32) + 0.5  # pixel centres, in pixels
         self._xs, self._ys = centres[None, :], centres[:, None]  # (1, S), (S, 1)
@@ -192,6 +202,9 @@ class ShapesDataset(Dataset):
         """A random kind, colour and size (half-extent r, fraction of the side); placed later by `_place`."""
         kind_index = int(rng.random() * len(self.kinds))
         colour_index = int(rng.random() * len(self.colours))
+        while kind_index * len(self.colours) + colour_index in self.excluded:
+            kind_index = int(rng.random() * len(self.kinds))
+            colour_index = int(rng.random() * len(self.colours))
         lo, hi = LARGE_RADIUS if large else SMALL_RADIUS
         kind = self.kinds[kind_index]
         r = lo + (hi - lo) * rng.random()

@@ -1,0 +1,123 @@
+"""Layout conditioning (LDM Sec. 4.3.1, App. D.3): bounding boxes -> tokens -> transformer -> cross-attention.
+
+The paper's layout-to-image model reads a layout as a sequence of discrete tokens, the
+"objects + bounding boxes" representation of taming-transformers: every object becomes three
+tokens,
+
+    (class token, token(x0, y0), token(x1, y1)),   token(x, y) = y * S + x on an S x S grid,
+
+with x, y in [0, 1] rounded to the grid (x -> round(x * (S - 1))); the sequence is padded with a
+padding token to a fixed number of objects, and the objects are shuffled during training so
+the model cannot rely on their order. A transformer (trained jointly with the UNet) turns the
+token embeddings into the context the UNet attends to.
+
+One change from taming-transformers, on purpose: there, class ids and coordinate tokens share
+the same ids 0..8191; here they get separate ranges of one vocabulary, so a token says what it is:
+
+    0 .. C-1                 object classes
+    C .. C + S*S - 1         grid positions, C + y * S + x
+    C + S*S                  padding (no object)
+
+The null layout for classifier-free guidance is "no objects": every token is padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from minildm.conditioning.base import Conditioner
+
+
+def grid_tokens(x: torch.Tensor, y: torch.Tensor, grid_size: int) -> torch.Tensor:
+    """Coordinates in [0, 1] -> grid token y * S + x on an S x S grid (x, y rounded to round(v * (S - 1)))."""
+    xi = (x.clamp(0, 1) * (grid_size - 1)).round().long()
+    yi = (y.clamp(0, 1) * (grid_size - 1)).round().long()
+    return yi * grid_size + xi
+
+
+def box_tokens(boxes: torch.Tensor, box_labels: torch.Tensor, num_classes: int, grid_size: int) -> torch.Tensor:
+    """Boxes (B, N, 4) xyxy in [0, 1] + labels (B, N) (-1 = none) -> tokens (B, 3N) (see the module docstring).
+
+    Object n gives tokens 3n, 3n+1, 3n+2 = (class, C + token(x0, y0), C + token(x1, y1)); a padding object
+    (label -1) gives three padding tokens C + S*S.
+    """
+    corner0 = num_classes + grid_tokens(boxes[..., 0], boxes[..., 1], grid_size)  # (B, N)
+    corner1 = num_classes + grid_tokens(boxes[..., 2], boxes[..., 3], grid_size)  # (B, N)
+    tokens = torch.stack([box_labels.long(), corner0, corner1], dim=-1)  # (B, N, 3)
+    pad = num_classes + grid_size * grid_size
+    tokens = torch.where((box_labels < 0)[..., None], torch.full_like(tokens, pad), tokens)
+    return tokens.flatten(1)  # (B, N, 3) -> (B, 3N)
+
+
+def shuffle_objects(boxes: torch.Tensor, box_labels: torch.Tensor, generator: torch.Generator | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The objects of each layout in a random order (its own permutation per item), boxes and labels alike."""
+    order = torch.rand(box_labels.shape, generator=generator).argsort(dim=1).to(box_labels.device)  # (B, N)
+    return boxes.gather(1, order[..., None].expand_as(boxes)), box_labels.gather(1, order)
+
+
+class LayoutConditioner(Conditioner):
+    """{"boxes": (B, N, 4), "box_labels": (B, N)} -> {"context": (B, 3 * max_objects, embed_dim)}.
+
+    Args:
+        num_classes: object classes C (labels 0 .. C-1; -1 = padding).
+        grid_size: S of the S x S coordinate grid.
+        max_objects: objects per layout after padding (fewer are padded, more are refused).
+        embed_dim: width of the tokens = the UNet's context_dim.
+        depth, heads: transformer layers and attention heads.
+        shuffle: shuffle the objects of each layout in training (taming-transformers does).
+    """
+
+    keys = ("boxes", "box_labels")
+
+    def __init__(self, num_classes: int, grid_size: int = 16, max_objects: int = 4, embed_dim: int = 64,
+                 depth: int = 2, heads: int = 4, shuffle: bool = True):
+        super().__init__()
+        self.num_classes, self.grid_size, self.max_objects, self.shuffle = num_classes, grid_size, max_objects, shuffle
+        self.pad_token = num_classes + grid_size * grid_size
+        self.token_embedding = nn.Embedding(self.pad_token + 1, embed_dim)
+        self.position_embedding = nn.Parameter(0.02 * torch.randn(3 * max_objects, embed_dim))
+        layer = nn.TransformerEncoderLayer(embed_dim, heads, dim_feedforward=4 * embed_dim, dropout=0.0,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.final_norm = nn.LayerNorm(embed_dim)
+
+    def prepare(self, cond: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Stack and check boxes (B, N, 4) in [0, 1] and labels (B, N); pad N up to max_objects with -1."""
+        cond = super().prepare(cond)
+        boxes, labels = cond["boxes"].float(), cond["box_labels"].long()
+        if boxes.dim() != 3 or boxes.shape[-1] != 4 or labels.shape != boxes.shape[:2]:
+            raise ValueError(f"boxes must be (B, N, 4) and box_labels (B, N); got {tuple(boxes.shape)} and "
+                             f"{tuple(labels.shape)}")
+        if boxes.shape[1] > self.max_objects:
+            raise ValueError(f"a layout holds at most max_objects = {self.max_objects} boxes, got {boxes.shape[1]}")
+        if labels.numel() and (labels.min() < -1 or labels.max() >= self.num_classes):
+            raise ValueError(f"box_labels must lie in [0, {self.num_classes - 1}] or be -1 (no object), "
+                             f"got [{labels.min().item()}, {labels.max().item()}]")
+        real = labels >= 0
+        if real.any() and ((boxes[real] < 0) | (boxes[real] > 1)).any():
+            raise ValueError("boxes must be xyxy fractions of the image in [0, 1]")
+        missing = self.max_objects - boxes.shape[1]
+        boxes = torch.cat([boxes, boxes.new_zeros(boxes.shape[0], missing, 4)], dim=1)
+        labels = torch.cat([labels, labels.new_full((labels.shape[0], missing), -1)], dim=1)
+        return {"boxes": boxes, "box_labels": labels}
+
+    def null_cond(self, cond: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """No objects: zero boxes, every label -1."""
+        return {"boxes": torch.zeros_like(cond["boxes"]), "box_labels": torch.full_like(cond["box_labels"], -1)}
+
+    def tokens(self, boxes: torch.Tensor, box_labels: torch.Tensor) -> torch.Tensor:
+        """The token sequence (B, 3N) of a batch of layouts (`box_tokens` with this conditioner's C and S)."""
+        return box_tokens(boxes, box_labels, self.num_classes, self.grid_size)
+
+    def forward(self, boxes: torch.Tensor, box_labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, N, 4), (B, N) -> {"context": (B, 3N, embed_dim)}; objects shuffled in training."""
+        if self.training and self.shuffle:
+            boxes, box_labels = shuffle_objects(boxes, box_labels)
+        tokens = self.tokens(boxes, box_labels)  # (B, N, 4), (B, N) -> (B, 3N)
+        h = self.token_embedding(tokens) + self.position_embedding[: tokens.shape[1]]  # (B, 3N, D)
+        return {"context": self.final_norm(self.transformer(h))}

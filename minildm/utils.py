@@ -23,6 +23,21 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
+def has_native_bf16(device: str | torch.device) -> bool:
+    """Whether `device` computes in bfloat16 natively, so bf16 autocast makes training faster.
+
+    CUDA GPUs from Ampere on, and CPUs with AVX512-BF16 or AMX instructions (recent Intel Xeon, AMD
+    Zen 4). Elsewhere bf16 is emulated and autocast would slow training down.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's own CPUID checks
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return False
+
+
 def randn(shape: Sequence[int], generator: torch.Generator | None = None, device: str | torch.device | None = None,
           dtype: torch.dtype | None = None) -> torch.Tensor:
     """Standard-normal noise of `shape` on `device`, drawn on the generator's own device, then moved.

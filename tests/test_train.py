@@ -363,3 +363,21 @@ def test_optimizer_state_keeps_this_runs_implementation():
     assert resumed.param_groups[0]["foreach"] is True and not resumed.param_groups[0]["fused"]
     assert torch.equal(resumed.state[param]["exp_avg"], saved.state[param]["exp_avg"])
     resumed.step()  # runs on the CPU
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_if_native_autocasts_only_where_bf16_is_native(tmp_path, monkeypatch, native):
+    import minildm.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "has_native_bf16", lambda device: native)
+    trainer = fit(new_model(), toy_config(steps=1, precision="bf16-if-native"), tmp_path)
+    with trainer._autocast():
+        y = torch.nn.functional.linear(torch.randn(2, 4), torch.randn(3, 4))
+    assert y.dtype == (torch.bfloat16 if native else torch.float32)
+
+
+def test_has_native_bf16_answers_for_every_device_kind():
+    from minildm.utils import has_native_bf16
+
+    assert isinstance(has_native_bf16("cpu"), bool)
+    assert has_native_bf16("meta") is False

@@ -22,7 +22,7 @@ import yaml
 from minildm.pretrained.build import ConfigError, config_path
 
 LR_SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "bf16-if-native")
 SECTIONS = {"model": ("target", "params"), "data": ("name", "size", "split", "options", "cache_latents"), "train": (),
             "gpu": ()}
 

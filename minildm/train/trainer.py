@@ -41,7 +41,7 @@ from minildm.train.distributed import (DistInfo, average_gradients, broadcast_st
 from minildm.train.ema import EMA
 from minildm.train.logs import RunLogger
 from minildm.train.optim import build_optimizers, learning_rate, parameter_groups
-from minildm.utils import resolve_device
+from minildm.utils import has_native_bf16, resolve_device
 
 
 class TrainingDivergedError(RuntimeError):
@@ -139,7 +139,8 @@ class Trainer:
         self.model.to(device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+        use_bf16 = (cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+                    or (cfg.precision == "bf16-if-native" and has_native_bf16(device)))
         self._autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 \
             else contextlib.nullcontext
         seed = cfg.seed + self.dist.rank

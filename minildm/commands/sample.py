@@ -1,7 +1,11 @@
 """`minildm sample MODEL`: draw a grid of images from a latent diffusion model, by name or folder.
 
 MODEL is anything `minildm.pretrained.resolve` accepts: a course checkpoint name ("shapes-ldm"),
-a copy of a course checkpoint folder, or a training run folder.
+a copy of a course checkpoint folder, or a training run folder; or `sd-v1`, Stable Diffusion v1
+read from local files (`--weights PATH`: a single checkpoint file or a diffusers folder, see
+minildm.pretrained.stable_diffusion):
+
+    minildm sample sd-v1 --weights weights/sd-v1 --prompt "a watercolour fox" --steps 50
 """
 
 from __future__ import annotations
@@ -12,12 +16,24 @@ from pathlib import Path
 import torch
 
 
+STABLE_DIFFUSION = "sd-v1"
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `minildm sample`."""
     from minildm.diffusion import SAMPLER_NAMES
 
     parser.add_argument("checkpoint", metavar="MODEL",
-                        help="a course checkpoint name (e.g. shapes-ldm), a course checkpoint folder or a run folder")
+                        help="a course checkpoint name (e.g. shapes-ldm), a course checkpoint folder, a run folder, "
+                             "or sd-v1 (Stable Diffusion v1 from --weights)")
+    parser.add_argument("--weights", default=None,
+                        help="sd-v1: a checkpoint file (.safetensors) or a diffusers folder "
+                             "(default: $MINILDM_SD_V1, else weights/sd-v1)")
+    parser.add_argument("--prompt", action="append", default=None,
+                        help="a caption for a text-to-image model; repeat for several images")
+    parser.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                        help="sd-v1 weights' precision (auto: fp16 on CUDA, fp32 elsewhere)")
     parser.add_argument("--out", default="outputs/samples.png", help="PNG file to write (default outputs/samples.png)")
     parser.add_argument("--n", type=int, default=16, help="number of images (unconditional models)")
     parser.add_argument("--labels", default=None,
@@ -60,15 +76,29 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sampler is not None and args.sampler not in SAMPLER_NAMES:
         raise ValueError(f"unknown sampler {args.sampler!r}; accepted: {', '.join(SAMPLER_NAMES)}")
-    model = resolve(args.checkpoint, ema=not args.no_ema, device=resolve_device(args.device))
+    device = resolve_device(args.device)
+    if args.checkpoint == STABLE_DIFFUSION:
+        from minildm.pretrained.stable_diffusion import load_stable_diffusion
+
+        if not args.prompt:
+            raise ValueError("sd-v1 is a text-to-image model: give at least one --prompt \"...\"")
+        dtype = DTYPES[args.dtype] if args.dtype != "auto" else (torch.float16 if device.type == "cuda" else None)
+        model = load_stable_diffusion(args.weights, device=device, dtype=dtype)
+    else:
+        model = resolve(args.checkpoint, ema=not args.no_ema, device=device)
     if not hasattr(model, "sample"):
         raise ValueError(f"{args.checkpoint!r} holds a {type(model).__name__}, which cannot sample; "
                          "give a latent diffusion model (e.g. shapes-ldm)")
     conditioner = getattr(model, "conditioner", None)
     labels = parse_labels(args.labels, getattr(conditioner, "num_classes", None), args.per_class)
+    cond = None
+    if args.prompt:
+        if "caption" not in getattr(conditioner, "keys", ()):
+            raise ValueError(f"--prompt needs a text-to-image model; {args.checkpoint!r} is not conditioned on captions")
+        cond = {"caption": list(args.prompt)}
     generator = torch.Generator().manual_seed(args.seed)
-    images = model.sample(n=args.n, labels=labels, sampler=args.sampler, steps=args.steps,
-                          guidance_scale=args.guidance_scale, generator=generator)
+    images = model.sample(n=None if cond is not None else args.n, labels=labels, cond=cond, sampler=args.sampler,
+                          steps=args.steps, guidance_scale=args.guidance_scale, generator=generator)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ncols = args.per_class if args.labels == "all" else None

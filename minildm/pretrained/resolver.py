@@ -107,4 +107,6 @@ def resolve(spec: ModelSpec, ema: bool = True, device: str | torch.device = "cpu
     else:
         raise TypeError(f"resolve takes a name, a path, a config dict or a module, got {type(spec).__name__}; "
                         f"accepted: {accepted_specs()}")
+    if any(p.is_meta for p in model.parameters()):  # an architecture built under torch.device("meta"): no data to move
+        return model.eval()
     return model.to(device).eval()

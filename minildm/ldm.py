@@ -27,8 +27,8 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from minildm.autoencoder import FirstStage, check_first_stage
-from minildm.conditioning import ClassConditioner, Conditioner, LayoutConditioner, TextConditioner
-from minildm.conditioning.clip_text import FrozenCLIPTextConditioner
+from minildm.conditioning import (ClassConditioner, Conditioner, FrozenCLIPTextConditioner, LayoutConditioner,
+                                  TextConditioner)
 from minildm.diffusion import NoiseSchedule, cfg_model, diffusion_loss, q_sample, sample as run_sampler
 from minildm.unet import UNetModel
 
@@ -107,10 +107,11 @@ class LatentDataset(Dataset):
 
 
 def build_conditioner(spec: Mapping[str, Any] | nn.Module | None) -> nn.Module | None:
-    """{"type": "class" | "text" | "layout", **the conditioner's arguments} -> conditioner (see CONDITIONERS).
+    """{"type": "class" | "text" | "layout" | "clip", **the conditioner's arguments} -> conditioner (see CONDITIONERS).
 
     e.g. {"type": "class", "num_classes": 18, "embed_dim": 64, "mode": "crossattn"},
-    {"type": "text", "vocabulary": [...], "max_length": 16}, {"type": "layout", "num_classes": 18}.
+    {"type": "text", "vocabulary": [...], "max_length": 16}, {"type": "layout", "num_classes": 18},
+    {"type": "clip"} (Stable Diffusion v1's frozen CLIP text encoder, random weights until loaded).
     """
     if spec is None or isinstance(spec, nn.Module):  # none, or one already built (e.g. a loaded CLIP encoder)
         return spec

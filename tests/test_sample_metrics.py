@@ -271,6 +271,10 @@ def test_sample_like_conditions_each_sample_on_its_real_item():
     in_batches = sample_like(ldm, items, 5, batch_size=2, generator=torch.Generator().manual_seed(1), progress=False)
     expected = ldm.sample(labels=items["label"], generator=torch.Generator().manual_seed(1), progress=False)
     torch.testing.assert_close(in_batches, expected, atol=1e-5, rtol=1e-5)
+    cycled = sample_like(ldm, items, 7, batch_size=4, generator=torch.Generator().manual_seed(1), progress=False)
+    expected = ldm.sample(labels=items["label"][torch.arange(7) % 5], generator=torch.Generator().manual_seed(1),
+                          progress=False)  # more samples than items: the conditions repeat in order
+    torch.testing.assert_close(cycled, expected, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="no \\['label'\\]"):
         sample_like(ldm, {"image": items["image"]}, 5, progress=False)
 
@@ -283,7 +287,7 @@ def test_minildm_eval_writes_every_metric_with_the_extractor_named(tmp_path, cap
                    "--no-progress"])
     assert status == 0
     result = json.loads(out.read_text())
-    assert result["features"] == "judge-shapes" and result["checkpoint"] == "shapes-ldm"
+    assert result["features"] == "judge-shapes" and result["checkpoint"] == "shapes-ldm" and result["kid_std"] > 0
     assert result["n_fake"] == result["n_real"] == 40 and result["n_train"] == 300
     for key in ("fd", "kid", "kid_std", "is", "is_std", "precision", "recall", "density", "coverage",
                 "memorized_fraction"):

@@ -1,10 +1,11 @@
 """`minildm eval MODEL [--n 1000] [--metrics fd,kid,is,pr,dc,memorization] [--features NAME] [--json FILE]`.
 
 Samples `--n` images from a latent diffusion model (a course checkpoint name such as shapes-ldm or
-digits-ldm, a copied checkpoint folder or a training run), one per real held-out item of the
-model's dataset and conditioned as that item is (its class label today; any conditioning whose
-conditioner names its dataset keys, see `minildm.metrics.sample_like`), then compares them with
-those real items through `minildm.metrics.evaluate_samples`. Memorization statistics compare both
+digits-ldm, a copied checkpoint folder or a training run), sample i conditioned as item i of the
+`--cond-split` (val) split of the model's dataset is (its class label today; any conditioning whose
+conditioner names its dataset item keys, see `minildm.metrics.sample_like`), then compares them with
+the first `--n` real images of the `--split` (test) split through `minildm.metrics.evaluate_samples`.
+Conditions and reference images come from different splits, so the two sets are independent. Memorization statistics compare both
 sets with the training images the model learned from (the first `data.cache_latents` items of
 its training split). The JSON file holds every number with the feature extractor's name.
 """
@@ -28,13 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="MODEL",
                         help="a latent diffusion model: a course checkpoint name (shapes-ldm, digits-ldm), a course "
                              "checkpoint folder or a run folder")
-    parser.add_argument("--n", type=int, default=1000, help="number of samples (and of real held-out images, at most "
+    parser.add_argument("--n", type=int, default=1000, help="number of samples and of real held-out images (at most "
                                                             "the split's size; default 1000)")
     parser.add_argument("--metrics", default=DEFAULT_METRICS, help=f"comma-separated (default {DEFAULT_METRICS})")
     parser.add_argument("--features", default=None,
                         help="feature extractor: judge-shapes, judge-digits, pixels or inception-v3:PATH "
                              "(default: the course judge of the model's dataset)")
     parser.add_argument("--split", default="test", help="real held-out split to compare with (default test)")
+    parser.add_argument("--cond-split", default="val",
+                        help="split whose items give the samples' conditions, e.g. labels (default val)")
     parser.add_argument("--train-n", type=int, default=None,
                         help="training images for memorization (default: all the model trained on)")
     parser.add_argument("--sampler", default=None, help="sampler name (default: the model's)")
@@ -94,21 +97,21 @@ def run(args: argparse.Namespace) -> int:
                          "give a latent diffusion model (e.g. shapes-ldm)")
     data = resolve_config(args.checkpoint)["data"]
     features = args.features or default_features(data)
-    keys = condition_keys(model)
-    real = load_items(data, args.n, args.split, keys)
-    n = real["image"].shape[0]
+    real = load_items(data, args.n, args.split, ())["image"]
+    conditions = load_items(data, args.n, args.cond_split, condition_keys(model))
     progress = not args.no_progress
     start, cpu_start = time.perf_counter(), time.process_time()
-    fake = sample_like(model, real, n, batch_size=args.batch_size, generator=torch.Generator().manual_seed(args.seed),
-                       progress=progress, sampler=args.sampler, steps=args.steps, guidance_scale=args.guidance_scale)
+    fake = sample_like(model, conditions, args.n, batch_size=args.batch_size, progress=progress,
+                       generator=torch.Generator().manual_seed(args.seed), sampler=args.sampler, steps=args.steps,
+                       guidance_scale=args.guidance_scale)
     sampling = (time.perf_counter() - start, time.process_time() - cpu_start)
     train = None
     if "memorization" in metrics:
-        seen = data.get("cache_latents") or n
+        seen = data.get("cache_latents") or args.n
         train = load_items(data, args.train_n or seen, data.get("split", "train"), ())["image"]
-    result = evaluate_samples(real["image"], fake, features=features, metrics=metrics, train=train, seed=args.seed,
+    result = evaluate_samples(real, fake, features=features, metrics=metrics, train=train, seed=args.seed,
                               device=device, progress=progress)
-    result = {"checkpoint": str(args.checkpoint), **result, "real_split": args.split,
+    result = {"checkpoint": str(args.checkpoint), **result, "real_split": args.split, "cond_split": args.cond_split,
               "sampler": args.sampler or model.sampler, "steps": args.steps or model.sample_steps,
               "guidance_scale": model.guidance_scale if args.guidance_scale is None else args.guidance_scale,
               "seed": args.seed, "sampling_s": sampling[0], "sampling_cpu_s": sampling[1],

@@ -43,7 +43,7 @@ def check_metrics(metrics: str | Sequence[str]) -> tuple[str, ...]:
 @torch.no_grad()
 def evaluate_samples(real: torch.Tensor, fake: torch.Tensor, features: str | FeatureExtractor = "judge-shapes",
                      metrics: str | Sequence[str] = ("fd", "kid", "is", "pr", "dc"), train: torch.Tensor | None = None,
-                     k: int = 3, dc_k: int = 5, kid_subsets_n: int = 100, kid_subset_size: int = 1000,
+                     k: int = 3, dc_k: int = 5, kid_subsets_n: int = 100, kid_subset_size: int | None = None,
                      is_splits: int = 10, memorization_quantile: float = 0.05, seed: int = 0,
                      device: str | torch.device = "cpu", progress: bool = False) -> dict[str, Any]:
     """Compare generated images `fake` (M, C, H, W) with real held-out images `real` (N, C, H, W), both in [-1, 1].
@@ -51,8 +51,10 @@ def evaluate_samples(real: torch.Tensor, fake: torch.Tensor, features: str | Fea
     features: the extractor (see minildm.metrics.features), by name or as a FeatureExtractor.
     metrics: names from METRICS; "memorization" also needs `train`, the images the model learned from.
     Returns {"features": the extractor's name, "feature_dim", "n_real", "n_fake", and per metric: fd; kid,
-    kid_std; is, is_std; precision, recall (k); density, coverage (dc_k); memorized_fraction,
-    memorization_expected, memorization_threshold} (plain floats). The KID subsets are drawn from `seed`.
+    kid_std, kid_subset_size; is, is_std; precision, recall (k); density, coverage (dc_k); memorized_fraction,
+    memorization_expected, memorization_threshold} (plain floats). The KID subsets are drawn from `seed`;
+    their size defaults to min(1000, N // 2, M // 2) (1,000 as Binkowski et al., but never a whole set,
+    whose 100 "subsets" would all be the same and kid_std 0).
     """
     names = check_metrics(metrics)
     if "memorization" in names and train is None:
@@ -66,9 +68,11 @@ def evaluate_samples(real: torch.Tensor, fake: torch.Tensor, features: str | Fea
     if "fd" in names:
         result["fd"] = frechet_distance(real_emb.features, fake_emb.features)
     if "kid" in names:
-        values = kid_subsets(real_emb.features, fake_emb.features, kid_subsets_n, kid_subset_size,
+        size = kid_subset_size or min(1000, real.shape[0] // 2, fake.shape[0] // 2)
+        values = kid_subsets(real_emb.features, fake_emb.features, kid_subsets_n, size,
                              generator=torch.Generator().manual_seed(seed))
-        result.update(kid=float(values.mean()), kid_std=float(values.std()) if len(values) > 1 else 0.0)
+        result.update(kid=float(values.mean()), kid_std=float(values.std()) if len(values) > 1 else 0.0,
+                      kid_subset_size=size)
     if "is" in names:
         if fake_emb.probabilities is None:
             raise ValueError(f"the Inception Score needs class probabilities; {extractor.name!r} gives none")
@@ -114,19 +118,23 @@ def condition_keys(model: nn.Module) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def _take(value: Any, start: int, stop: int) -> Any:
-    return value[start:stop]  # tensors and lists (captions) alike
+def _take(value: Any, index: torch.Tensor) -> Any:
+    """Items `index` of a tensor (N, ...) or of a list of N values (e.g. captions)."""
+    return value[index] if isinstance(value, torch.Tensor) else [value[i] for i in index.tolist()]
 
 
 @torch.no_grad()
 def sample_like(model: nn.Module, items: Mapping[str, Any], n: int, batch_size: int = 250,
                 generator: torch.Generator | None = None, progress: bool = True, **sample_options: Any) -> torch.Tensor:
-    """`n` samples of `model`, sample i conditioned as real item i: (n, C, H, W) in [-1, 1] on the CPU.
+    """`n` samples of `model`, sample i conditioned as real item i (cycling when n > items): (n, C, H, W) on the CPU.
 
-    items: the real items, key -> a tensor (n, ...) or a list of n values (e.g. captions), as
+    items: real items, key -> a tensor (N, ...) or a list of N values (e.g. captions), as
     `minildm.data.stack_items` gives them. The conditioning keys come from the model's conditioner
     (`condition_keys`: "label" for class models; "caption", "boxes", ... for the others), so the
-    generated set has the real set's conditions (the same class balance, the same captions).
+    generated set has the conditions of real data (its class balance, its kinds of captions).
+    Take the items from another split than the real images the samples are compared with: samples
+    that share their exact labels with the reference set are not independent of it, and the
+    unbiased estimates (KID) then come out below 0.
     Conditions go to `model.sample(cond={...})` when the model takes that, else (class models)
     `labels=`. Batches draw their noise in turn from `generator`, so the samples do not depend on the
     batch size. sample_options: sampler, steps, guidance_scale, ...
@@ -136,6 +144,9 @@ def sample_like(model: nn.Module, items: Mapping[str, Any], n: int, batch_size: 
     from tqdm.auto import tqdm
 
     keys = condition_keys(model)
+    num_items = len(next(iter(items.values()))) if items else 0
+    if keys and num_items == 0:
+        raise ValueError(f"the model is conditioned on {list(keys)}; give real items to take the conditions from")
     missing = [key for key in keys if key not in items]
     if missing:
         raise ValueError(f"the model is conditioned on {list(keys)}, but the real items have no {missing}; "
@@ -147,7 +158,8 @@ def sample_like(model: nn.Module, items: Mapping[str, Any], n: int, batch_size: 
     with tqdm(total=n, desc="sampling", unit="img", disable=not progress) as bar:
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            cond = {key: _take(items[key], start, stop) for key in keys}
+            index = torch.arange(start, stop) % max(num_items, 1)
+            cond = {key: _take(items[key], index) for key in keys}
             if not keys:
                 batch = model.sample(n=stop - start, generator=generator, progress=False, **sample_options)
             elif takes_cond:

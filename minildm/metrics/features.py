@@ -83,9 +83,15 @@ def judge_extractor(judge: nn.Module, name: str) -> FeatureExtractor:
     return FeatureExtractor(name, forward, device=judge.head.weight.device)
 
 
-def pixel_extractor() -> FeatureExtractor:
-    """The raw pixels as features: (B, C, H, W) -> (B, C*H*W); no class probabilities."""
-    return FeatureExtractor("pixels", lambda x: (x.flatten(1), None))
+def pixel_extractor(size: int | None = None) -> FeatureExtractor:
+    """The raw pixels as features: (B, C, H, W) -> (B, C*H*W); no class probabilities.
+
+    size: first average-pool the images to size x size ("pixels 16x16"): fewer dimensions, so the
+    covariances of FD are estimated from fewer samples and computed faster.
+    """
+    if size is None:
+        return FeatureExtractor("pixels", lambda x: (x.flatten(1), None))
+    return FeatureExtractor(f"pixels {size}x{size}", lambda x: (F.adaptive_avg_pool2d(x, size).flatten(1), None))
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

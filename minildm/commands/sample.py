@@ -97,9 +97,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--prompt needs a text-to-image model; {args.checkpoint!r} is not conditioned on captions")
         cond = {"caption": list(args.prompt)}
     generator = torch.Generator().manual_seed(args.seed)
-    images = model.sample(n=args.n if cond is None and labels is None else None, labels=labels, cond=cond,
-                          sampler=args.sampler,
-                          steps=args.steps, guidance_scale=args.guidance_scale, generator=generator)
+    n = args.n if cond is None and labels is None else None  # else one image per label / prompt
+    images = model.sample(n=n, labels=labels, cond=cond, sampler=args.sampler, steps=args.steps,
+                          guidance_scale=args.guidance_scale, generator=generator)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ncols = args.per_class if args.labels == "all" else None

@@ -8,7 +8,9 @@
     LDMs           `minildm.metrics.sample_and_judge`: the judge's accuracy on class-conditional
                    samples (the same number per class label, DPM-Solver++(2M) 20 steps, CFG 3 by
                    default) and the Fréchet distance between judge features of samples and of real
-                   held-out images.
+                   held-out images. Text-to-image and layout-to-image LDMs: the scene judge
+                   (minildm.metrics.scene_judge) on one sample per held-out caption / layout, with
+                   the captions naming colour-shape pairs held out of training reported apart.
 
 Held-out images are the first `num_images` of the config's val split (`minildm.data.load_images`).
 
@@ -50,6 +52,30 @@ def evaluate_ldm(ldm: nn.Module, judge: nn.Module, real: torch.Tensor, num_class
             "samples": int(labels.numel()), "sampler": sampler, "steps": steps, "guidance_scale": guidance_scale}
 
 
+@torch.no_grad()
+def evaluate_scene_ldm(ldm: nn.Module, judge: nn.Module, data: Mapping[str, Any], kind: str,
+                       num_images: int = 512) -> dict[str, Any]:
+    """Caption faithfulness (text) or layout fidelity (layout) on the first `num_images` items of the val split.
+
+    The val split is drawn without the training config's `exclude` option, so captions naming the
+    held-out colour-shape pairs appear; they are scored apart ("held_out/...").
+    """
+    from minildm.data import get_dataset
+    from minildm.metrics.scene_judge import sample_and_judge_captions, sample_and_judge_layouts
+
+    options = dict(data.get("options") or {})
+    held_out = list(options.pop("exclude", []))
+    dataset = get_dataset(data["name"], split="val", size=data.get("size", 32), **options)
+    items = [dataset[i] for i in range(min(num_images, len(dataset)))]
+    if kind == "text":
+        captions = [item["caption"] for item in items]
+        return {**sample_and_judge_captions(ldm, judge, captions, dataset.class_names, held_out),
+                "held_out_pairs": held_out, "samples": len(items)}
+    boxes = torch.stack([item["boxes"] for item in items])
+    box_labels = torch.stack([item["box_labels"] for item in items])
+    return {**sample_and_judge_layouts(ldm, judge, boxes, box_labels, dataset.class_names), "samples": len(items)}
+
+
 def evaluate(model: nn.Module, config: Mapping[str, Any], judge: nn.Module | str | None = None,
              num_images: int = 512, per_class: int = 20) -> dict[str, Any]:
     """Held-out metrics of a trained `model` built from `config` (autoencoder, judge or LDM).
@@ -76,6 +102,9 @@ def evaluate(model: nn.Module, config: Mapping[str, Any], judge: nn.Module | str
             judge = JUDGES[data["name"]]
         if isinstance(judge, str):
             judge = load(judge)
+        kind = (config["model"]["params"].get("conditioner") or {}).get("type")
+        if kind in ("text", "layout"):
+            return evaluate_scene_ldm(model, judge, data, kind, num_images)
         return evaluate_ldm(model, judge, images, dataset_info(data["name"])["num_classes"], per_class=per_class)
     raise ValueError(f"no evaluation for model target {target!r}; accepted: autoencoder_kl, vq_model, judge, "
                      f"latent_diffusion")

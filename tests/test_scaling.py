@@ -68,3 +68,23 @@ def test_training_state_bytes():
     assert training_state_bytes(model) == {"weights": 4 * (trainable + frozen), "gradients": 4 * trainable,
                                            "adamw": 8 * trainable, "ema": 4 * trainable}
     assert training_state_bytes(model, ema=False)["ema"] == 0
+
+
+def test_scaling_benchmark_counts_a_full_config(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scaling.py"
+    spec = importlib.util.spec_from_file_location("scaling_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "scaling.json"
+    assert module.main(["--configs", "ldm/cin256-ldm4", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["counts"][0]
+    assert row["parameters"]["unet"] == 400_920_579 and row["latent"] == [3, 64, 64]
+    assert row["train_tflop_per_image_checkpointing"] > row["train_tflop_per_image"] > 0.5
+    assert 0 < row["activation_gib_per_image_checkpointing"] < row["activation_gib_per_image"]
+    assert "| ldm/cin256-ldm4 | 400,920,579 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="accepted"):
+        module.main(["--configs", "ldm/nope"])

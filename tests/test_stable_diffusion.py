@@ -140,6 +140,10 @@ def test_missing_weights_name_the_files_and_where_to_put_them(tmp_path):
     lonely.write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="holds no tokenizer.*vocab.json and merges.txt"):
         load_stable_diffusion(lonely)
+    pickle = tmp_path / "lonely" / "sd.ckpt"
+    pickle.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"\.safetensors only.*pickle"):
+        load_stable_diffusion(pickle)
 
 
 def test_cli_sample_sd_v1(tmp_path):

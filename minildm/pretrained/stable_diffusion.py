@@ -11,13 +11,14 @@ the frozen text transformer of CLIP ViT-L/14 (123,060,480 parameters). In minild
 
 Two published layouts hold the same weights; both load:
 
-    single file    v1-5-pruned-emaonly.safetensors (or .ckpt, read with torch.load(weights_only=True)):
+    single file    v1-5-pruned-emaonly.safetensors (.safetensors only: a .ckpt is a pickle, never read here):
                    model.diffusion_model.*  UNet,  first_stage_model.*  VAE,
                    cond_stage_model.transformer.*  CLIP text encoder (transformers' names).
                    The tokenizer is not in the file: a tokenizer/ folder beside it (vocab.json + merges.txt
                    of openai/clip-vit-large-patch14), or tokenizer=.
-    diffusers      a pipeline folder: unet/, vae/, text_encoder/ (config.json + model.safetensors),
-                   tokenizer/ (vocab.json + merges.txt, or tokenizer.json), scheduler/ (optional).
+    diffusers      a pipeline folder: unet/, vae/, text_encoder/ (config.json + model.safetensors; the .bin
+                   pickles are not read), tokenizer/ (vocab.json + merges.txt, or tokenizer.json),
+                   scheduler/ (optional).
 
 Nothing is downloaded: copy the files from a machine with internet (MISSING_WEIGHTS_HELP says which).
 The sampling defaults are Stable Diffusion's: the scheduler folder's settings when present, else
@@ -64,7 +65,7 @@ FOLDER_PARTS = {
     "text_encoder": ("config.json", "model.safetensors"),
     "tokenizer": ("vocab.json", "merges.txt"),
 }
-"""What a diffusers Stable Diffusion folder must hold (alternatives: *.fp16.safetensors, *.bin, tokenizer.json)."""
+"""What a diffusers Stable Diffusion folder must hold (alternatives: *.fp16.safetensors, tokenizer.json)."""
 MISSING_WEIGHTS_HELP = (
     "Stable Diffusion v1 weights are not shipped with minildm and never downloaded by it. On a machine with "
     "internet, fetch either the single file v1-5-pruned-emaonly.safetensors (Hugging Face "
@@ -84,7 +85,7 @@ def _first_file(folder: Path, names: tuple[str, ...]) -> Path | None:
 
 
 def _weights_file(folder: Path, stem: str) -> Path | None:
-    return _first_file(folder, (f"{stem}.safetensors", f"{stem}.fp16.safetensors", f"{stem}.bin"))
+    return _first_file(folder, (f"{stem}.safetensors", f"{stem}.fp16.safetensors"))
 
 
 def missing_files(path: str | Path) -> list[str]:
@@ -218,6 +219,10 @@ def _from_folder(folder: Path, tokenizer: Any) -> dict[str, Any]:
 
 def _from_file(path: Path, tokenizer: Any, ema: bool, text_encoder_config: dict[str, Any] | None,
                unet_config: dict[str, Any] | None) -> dict[str, Any]:
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path.name}: minildm reads Stable Diffusion checkpoints as .safetensors only (a "
+                         f"{path.suffix or 'suffix-less'} file may be a pickle, which can run code when loaded); use "
+                         "the .safetensors release (v1-5-pruned-emaonly.safetensors) or convert it with a tool you trust")
     if tokenizer is None:
         if not _tokenizer_files(path.parent / "tokenizer"):
             raise FileNotFoundError(f"no tokenizer for {path.name}: a single checkpoint file holds no tokenizer; put "

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.minildm-installed
 
-.PHONY: demo test test-unit test-notebooks lab exercises install clean
+.PHONY: demo test test-unit test-notebooks lab browser-check exercises install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ test-notebooks: $(STAMP)
 	MINILDM_FAST=1 $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks solutions
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)"
+
+# Maintainers: JupyterLab in the distribution's headless Chromium (apt install chromium); not part of `make test`.
+browser-check: $(STAMP)
+	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install playwright
+	MINILDM_FAST=1 $(PY) benchmarks/browser_check.py
 
 exercises: $(STAMP)
 	$(VENV)/bin/minildm course build

@@ -26,7 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
              "sample a model and score it: FD, KID, IS, precision/recall, density/coverage, memorization"),
     "data": ("minildm.data.cli", "add_arguments", "run", "list, show or download datasets"),
     "grade": ("minildm.course.cli", "add_grade_arguments", "run_grade", "grade student notebooks"),
-    "course": ("minildm.course.cli", "add_course_arguments", "run_course", "instructor tools: build exercises/"),
+    "course": ("minildm.course.cli", "add_course_arguments", "run_course", "instructor tools: build/check exercises/, release the handout"),
     "convert": ("minildm.pretrained.cli", "add_arguments", "run", "convert CompVis / diffusers weights"),
 }
 USAGE_ERRORS = (ValueError, FileNotFoundError)

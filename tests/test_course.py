@@ -43,7 +43,8 @@ def toy_solution() -> nbformat.NotebookNode:
 def test_strip_solution_keeps_indentation_and_code_around():
     source = "def f(x):\n    a = 1\n    ### BEGIN SOLUTION\n    return a + x\n    ### END SOLUTION\n\nprint('after')"
     assert strip_solution(source) == (
-        "def f(x):\n    a = 1\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\nprint('after')")
+        "def f(x):\n    a = 1\n    # YOUR CODE HERE\n    raise NotImplementedError(\"replace this line with your code, then run "
+        "the test cell below\")\n\nprint('after')")
     assert strip_solution("### BEGIN SOLUTION\nanswer\n### END SOLUTION", "markdown") == "YOUR ANSWER HERE"
 
 
@@ -56,7 +57,7 @@ def test_student_version_content_and_nbgrader_metadata():
     nb = toy_solution()
     student = student_version(nb, "toy.ipynb")
     solution, test = student.cells[1], student.cells[2]
-    assert "return y" not in solution.source and "raise NotImplementedError()" in solution.source
+    assert "return y" not in solution.source and "raise NotImplementedError(\"replace this line" in solution.source
     assert "secret" not in test.source and "-6" not in test.source and "double(2) == 4" in test.source
     assert solution.metadata.nbgrader == {"grade": False, "grade_id": "double", "locked": False,
                                           "schema_version": 3, "solution": True, "task": False}
@@ -224,3 +225,47 @@ def test_run_notebooks_writes_outputs_only_on_success(tmp_path, monkeypatch):
     assert main([str(tmp_path)]) == 1  # full mode by default, even with MINILDM_FAST set outside
     assert nbformat.read(good, as_version=4).cells[0].outputs[0]["text"] == "full\n"
     assert bad.read_bytes() == before
+
+
+# ---------------------------------------------------------------- committed widget outputs read well without a kernel
+
+def _saved_widgets(nb, models: dict) -> None:
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {
+        mid: {"model_name": name, "state": state} for mid, (name, state) in models.items()}, "version_major": 2}}
+
+
+def test_add_static_views_gives_widgets_their_final_text_and_first_drawing():
+    from minildm.course.run_notebooks import WIDGET_VIEW, add_static_views
+
+    nb = nbformat.v4.new_notebook()
+    _saved_widgets(nb, {
+        "bar": ("HBoxModel", {"children": ["IPY_MODEL_left", "IPY_MODEL_progress", "IPY_MODEL_right"]}),
+        "left": ("HTMLModel", {"value": "training:\u2007100%"}),
+        "progress": ("FloatProgressModel", {"value": 6.0, "max": 6.0}),
+        "right": ("HTMLModel", {"value": "\u20076/6\u2007[00:40&lt;00:00]"}),
+        "explorer": ("VBoxModel", {"children": ["IPY_MODEL_scale", "IPY_MODEL_out"]}),
+        "scale": ("FloatSliderModel", {"description": "scale s", "value": 3.0}),
+        "out": ("OutputModel", {"outputs": [{"output_type": "display_data", "data": {"image/png": "PNGDATA"}}]}),
+    })
+    cell = nbformat.v4.new_code_cell("explorer")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={WIDGET_VIEW: {"model_id": mid}, "text/plain": repr_})
+                    for mid, repr_ in [("bar", "training:   0%|          | 0/6"), ("explorer", "VBox(children=(...))")]]
+    nb.cells.append(cell)
+    assert add_static_views(nb) == 2
+    bar, explorer = (output["data"] for output in cell.outputs)
+    assert bar["text/plain"] == "training: 100%|██████████| 6/6 [00:40<00:00]" and "image/png" not in bar
+    assert explorer["image/png"] == "PNGDATA" and "scale s = 3.0" in explorer["text/plain"]
+    assert explorer[WIDGET_VIEW] == {"model_id": "explorer"}  # the live widget is still there
+
+
+@pytest.mark.parametrize("name", ["01_autoencoders_and_vae.ipynb", "09_class_conditioning_and_guidance.ipynb"])
+def test_committed_widget_outputs_have_static_views(name):
+    from minildm.course.run_notebooks import WIDGET_VIEW
+
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / name, as_version=4)
+    views = [o["data"] for c in nb.cells for o in c.get("outputs", []) if WIDGET_VIEW in o.get("data", {})]
+    assert views
+    for data in views:
+        assert not re.search(r"(?<!\d)0%\|", data["text/plain"]), data["text/plain"]  # a bar frozen at the start
+        assert not data["text/plain"].startswith(("VBox(", "HBox(", "interactive("))
+    assert any("image/png" in data for data in views)  # the explorer's first drawing

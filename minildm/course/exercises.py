@@ -8,11 +8,12 @@
   ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS`` regions that students never see.
 
 `build_exercises` writes `exercises/NN_topic.ipynb` with every solution region replaced by
-``# YOUR CODE HERE`` + ``raise NotImplementedError()`` (same indentation), hidden tests
+``# YOUR CODE HERE`` + ``raise NotImplementedError(...)`` (same indentation), hidden tests
 removed, outputs cleared, and complete nbgrader (schema 3) metadata, so a course that uses
 nbgrader can take the notebooks as they are. The output is byte-for-byte deterministic.
 `solution_cell` / `test_cell` build correctly marked cells for authors who write notebooks
-with nbformat.
+with nbformat. `release` writes the student handout: the course without solutions/, tests/ or
+benchmarks/, with exercises/ built fresh.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ END_SOLUTION = "### END SOLUTION"
 BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
 END_HIDDEN = "### END HIDDEN TESTS"
 NOTEBOOK_PATTERN = "[0-9][0-9]_*.ipynb"
+NOT_IMPLEMENTED = 'raise NotImplementedError("replace this line with your code, then run the test cell below")'
+HANDOUT = ("README.md", "Makefile", "pyproject.toml", "environment.yml", ".gitignore", "datasets/README.md",
+           "minildm", "notebooks")
+"""What `release` copies into the handout besides exercises/ (built fresh)."""
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 _KEPT_CELL_METADATA = ("tags",)
 
@@ -101,12 +106,13 @@ def _check_regions(source: str, begin: str, end: str, where: str) -> int:
     return regions
 
 
-def validate_solution_notebook(nb: NotebookNode, name: str | Path) -> dict[str, float]:
+def validate_solution_notebook(nb: NotebookNode, name: str | Path, require_solutions: bool = True) -> dict[str, float]:
     """Check the exercise markup of a solution notebook; return {test grade_id: points}.
 
     Raises ExerciseError naming the notebook and cell for: markers in the wrong kind of cell,
     unbalanced or nested markers, a graded cell without a grade_id or positive points,
-    a solution cell without a solution region, and duplicate grade_ids.
+    a solution cell without a solution region (unless `require_solutions=False`, for an
+    exercise notebook), and duplicate grade_ids.
     """
     seen: dict[str, int] = {}
     points: dict[str, float] = {}
@@ -132,7 +138,7 @@ def validate_solution_notebook(nb: NotebookNode, name: str | Path) -> dict[str, 
         if kind == "solution":
             if markers & {BEGIN_HIDDEN, END_HIDDEN}:
                 raise ExerciseError(f"{where}: hidden-test markers belong in test cells, not solution cells")
-            if _check_regions(cell.source, BEGIN_SOLUTION, END_SOLUTION, where) == 0:
+            if _check_regions(cell.source, BEGIN_SOLUTION, END_SOLUTION, where) == 0 and require_solutions:
                 raise ExerciseError(f"{where}: solution cell has no {BEGIN_SOLUTION!r} ... {END_SOLUTION!r} region")
         else:
             if cell.cell_type != "code":
@@ -151,7 +157,7 @@ def validate_solution_notebook(nb: NotebookNode, name: str | Path) -> dict[str, 
 def strip_solution(source: str, cell_type: str = "code") -> str:
     """Replace each BEGIN/END SOLUTION region by a stub at the marker's indentation.
 
-    Code: ``# YOUR CODE HERE`` + ``raise NotImplementedError()``; markdown: ``YOUR ANSWER HERE``.
+    Code: ``# YOUR CODE HERE`` + NOT_IMPLEMENTED; markdown: ``YOUR ANSWER HERE``.
     """
     out: list[str] = []
     inside = False
@@ -161,7 +167,7 @@ def strip_solution(source: str, cell_type: str = "code") -> str:
             inside = True
             indent = line[: len(line) - len(line.lstrip())]
             if cell_type == "code":
-                out += [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError()"]
+                out += [f"{indent}# YOUR CODE HERE", f"{indent}{NOT_IMPLEMENTED}"]
             else:
                 out.append(f"{indent}YOUR ANSWER HERE")
         elif stripped == END_SOLUTION:
@@ -248,3 +254,36 @@ def build_exercises(solutions_dir: str | Path = "solutions", exercises_dir: str 
     for stale in sorted(set(out_dir.glob(NOTEBOOK_PATTERN)) - set(written)):
         stale.unlink()
     return written
+
+
+def release(out: str | Path, solutions_dir: str | Path = "solutions", root: str | Path = ".") -> list[Path]:
+    """Write the student handout to the new folder `out`; return the paths written at its top level.
+
+    The handout is HANDOUT copied from the course folder `root` plus exercises/ built fresh from
+    `solutions_dir`: no solutions, no hidden tests, no tests/ or benchmarks/ (which need them).
+    Students grade themselves there with the visible tests (`minildm grade exercises/NN_...`).
+    """
+    import shutil
+
+    out, root = Path(out), Path(root)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{str(out)!r} exists and is not an empty folder; release writes a new handout folder")
+    missing = [name for name in HANDOUT if not (root / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{str(root)!r} is not the course folder: it has no {', '.join(missing)}")
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".ipynb_checkpoints", "*.pyc")
+    written = []
+    for name in HANDOUT:
+        source, target = root / name, out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=ignore)
+        else:
+            shutil.copy2(source, target)
+        written.append(out / Path(name).parts[0])
+    build_exercises(solutions_dir, out / "exercises")
+    for path in sorted((out / "exercises").glob(NOTEBOOK_PATTERN)):
+        text = path.read_text(encoding="utf-8")
+        if BEGIN_SOLUTION in text or BEGIN_HIDDEN in text:
+            raise ExerciseError(f"{path} still holds solution or hidden-test markers; check {solutions_dir}")
+    return sorted(set(written)) + [out / "exercises"]

@@ -7,12 +7,20 @@ Lecture notebooks are committed with the outputs of a FULL run, so the default i
 mode (MINILDM_FAST removed from the kernel's environment). Each notebook runs top to
 bottom in a fresh kernel whose working directory is the notebook's folder; a notebook is
 written back only if every cell succeeded, so a failed run never replaces good outputs.
+
+Widget outputs (progress bars, explorers) only render with a live kernel in a trusted
+notebook; `add_static_views` gives each a plain twin from the widget state saved by the same
+run: a progress bar's final text, an explorer's settings and its first drawing as image/png.
+Untrusted notebooks and static viewers (GitHub, nbviewer) show those instead of
+``VBox(children=(...`` or a bar frozen at 0%.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -20,6 +28,58 @@ from pathlib import Path
 import nbformat
 
 from minildm.course.exercises import NOTEBOOK_PATTERN
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def _widget_summary(model_id: str, state: dict) -> tuple[str, str | None]:
+    """(text, base64 PNG or None) describing the saved widget `model_id` and its children."""
+    model = state.get(model_id, {})
+    name, values = model.get("model_name", ""), model.get("state", {})
+    children = [c.removeprefix("IPY_MODEL_") for c in values.get("children", []) if isinstance(c, str)]
+    if name == "HBoxModel" and [state.get(c, {}).get("model_name") for c in children] == [
+            "HTMLModel", "FloatProgressModel", "HTMLModel"]:  # a tqdm bar: description, bar, counts
+        left, bar, right = (state[c]["state"] for c in children)
+        done = int(10 * float(bar.get("value", 0)) / max(float(bar.get("max", 1)), 1e-9))
+        text = f"{left.get('value', '')}|{'█' * done}{' ' * (10 - done)}|{right.get('value', '')}"
+        return html.unescape(re.sub(r"<[^>]+>", "", text)).replace("\u2007", " "), None
+    if name == "OutputModel":
+        outputs = values.get("outputs", [])
+        image = next((o["data"]["image/png"] for o in outputs if "image/png" in o.get("data", {})), None)
+        text = " ".join(o.get("data", {}).get("text/plain", "") if "data" in o else o.get("text", "") for o in outputs)
+        return ("" if image else text.strip()), image
+    if children:
+        parts = [_widget_summary(c, state) for c in children]
+        image = next((png for _, png in parts if png), None)
+        return "; ".join(text for text, _ in parts if text), image
+    label = values.get("description", "")
+    if "_options_labels" in values and isinstance(values.get("index"), int):
+        value = values["_options_labels"][values["index"]]
+    else:
+        value = values.get("value", "")
+    return (f"{label} = {value}" if label else str(value)) if value != "" else "", None
+
+
+def add_static_views(nb: nbformat.NotebookNode) -> int:
+    """Add a plain text/plain (and image/png) twin to every widget output; return how many changed."""
+    state = nb.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    changed = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            model_id = data.get(WIDGET_VIEW, {}).get("model_id")
+            if model_id not in state:
+                continue
+            text, image = _widget_summary(model_id, state)
+            if image:
+                data["image/png"] = image
+                text = f"interactive explorer (run the notebook to use it): {text}".strip()
+            if text and data.get("text/plain") != text:
+                data["text/plain"] = text
+                changed += 1
+    return changed
 
 
 def execute_notebook(path: str | Path, fast: bool = False, timeout: float | None = None) -> float:
@@ -40,6 +100,7 @@ def execute_notebook(path: str | Path, fast: bool = False, timeout: float | None
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(path.resolve().parent)}})
     client.execute(env=env)
+    add_static_views(nb)
     path.write_text(nbformat.writes(nb, version=4) + "\n", encoding="utf-8")
     return time.perf_counter() - start
 

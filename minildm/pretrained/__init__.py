@@ -4,6 +4,8 @@
     build.py      build_model(config): model.target -> class (MODELS), model-valued params (first_stage) loaded
     runs.py       reading a training run's checkpoint folder (find_checkpoint, read_state, load_model)
     vae.py, unet.py   CompVis / Stable Diffusion / diffusers weights (`minildm convert`)
+    stable_diffusion.py  Stable Diffusion v1 text-to-image from local files (`minildm sample sd-v1`):
+                      load_stable_diffusion(path) -> LatentDiffusion, save_stable_diffusion(ldm, path)
     evaluate.py   held-out metrics recorded in each course checkpoint's manifest
 
 Course checkpoints live in `minildm/pretrained/checkpoints/<name>/`:
@@ -33,6 +35,7 @@ from torch import nn
 from minildm.pretrained.build import MODELS, ConfigError, available_configs, build_model
 from minildm.pretrained.resolver import accepted_specs, resolve, resolve_config
 from minildm.pretrained.runs import CheckpointError, find_checkpoint, load_model, read_state
+from minildm.pretrained.stable_diffusion import load_stable_diffusion, save_stable_diffusion
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 WEIGHTS, MANIFEST = "model.safetensors", "manifest.json"
@@ -144,7 +147,9 @@ __all__ = [
     "load",
     "load_folder",
     "load_model",
+    "load_stable_diffusion",
     "manifest",
     "resolve",
     "resolve_config",
+    "save_stable_diffusion",
 ]

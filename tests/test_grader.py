@@ -342,6 +342,37 @@ def test_max_restarts_is_the_number_of_restarts(tmp_path, max_restarts, expected
     assert any("too many restarts" in note for note in grade.notes) == (max_restarts == 1)
 
 
+def test_grading_ignores_kernelspecs_and_uses_its_own_interpreter(tmp_path, monkeypatch):
+    """A `python3` kernelspec that points nowhere changes nothing: the kernel is sys.executable."""
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": ["/no/such/python", "-f", "{connection_file}"],
+                                                  "display_name": "broken", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    solution = toy_solution()
+    nbformat.write(solution, tmp_path / "00_toy.ipynb")
+    grade = grade_notebook(tmp_path / "00_toy.ipynb", solution, timeout=TIMEOUT)
+    assert grade.score == grade.max_score == 3, grade.notes
+
+
+def test_grading_stops_when_the_kernel_imports_another_minildm(tmp_path, monkeypatch):
+    """The kernel's minildm must be the grader's; otherwise grading stops with an error, not zeros."""
+    from minildm.cli import main
+    from minildm.course import grader
+
+    monkeypatch.setattr(grader, "__file__", str(tmp_path / "elsewhere" / "minildm" / "course" / "grader.py"))
+    solution = toy_solution()
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(solution, tmp_path / "solutions" / "00_toy.ipynb")
+    nbformat.write(solution, tmp_path / "00_toy.ipynb")
+    with pytest.raises(grader.GradingError, match="not from the installed package"):
+        grade_notebook(tmp_path / "00_toy.ipynb", solution, timeout=TIMEOUT)
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        status = main(["grade", str(tmp_path / "00_toy.ipynb"), "--solutions", str(tmp_path / "solutions")])
+    assert status == 2 and "ipykernel_launcher" in err.getvalue() and "elsewhere" in err.getvalue()
+
+
 def test_folder_mode_lists_what_it_cannot_match(tmp_path):
     klass = tmp_path / "class"
     for path in ["ann/00_toy.ipynb", "ann/Copy of 00_toy.ipynb", "bob/0_toy.ipynb", "bob/week1/00_toy.ipynb",

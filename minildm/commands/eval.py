@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="MODEL",
                         help="a latent diffusion model: a course checkpoint name (shapes-ldm, digits-ldm), a course "
                              "checkpoint folder or a run folder")
-    parser.add_argument("--n", type=int, default=1000, help="number of samples and of real held-out images (at most "
+    parser.add_argument("--n", type=int, default=1000, help="number of real held-out images and of samples (at most "
                                                             "the split's size; default 1000)")
     parser.add_argument("--metrics", default=DEFAULT_METRICS, help=f"comma-separated (default {DEFAULT_METRICS})")
     parser.add_argument("--features", default=None,
@@ -98,16 +98,19 @@ def run(args: argparse.Namespace) -> int:
     data = resolve_config(args.checkpoint)["data"]
     features = args.features or default_features(data)
     real = load_items(data, args.n, args.split, ())["image"]
-    conditions = load_items(data, args.n, args.cond_split, condition_keys(model))
+    n = real.shape[0]  # as many samples as real images: k-NN radii depend on the set size (Kynkäänniemi et al.)
+    if n < args.n:
+        print(f"the {args.split} split has {n} images: evaluating {n} samples against them")
+    conditions = load_items(data, n, args.cond_split, condition_keys(model))
     progress = not args.no_progress
     start, cpu_start = time.perf_counter(), time.process_time()
-    fake = sample_like(model, conditions, args.n, batch_size=args.batch_size, progress=progress,
+    fake = sample_like(model, conditions, n, batch_size=args.batch_size, progress=progress,
                        generator=torch.Generator().manual_seed(args.seed), sampler=args.sampler, steps=args.steps,
                        guidance_scale=args.guidance_scale)
     sampling = (time.perf_counter() - start, time.process_time() - cpu_start)
     train = None
     if "memorization" in metrics:
-        seen = data.get("cache_latents") or args.n
+        seen = data.get("cache_latents") or n
         train = load_items(data, args.train_n or seen, data.get("split", "train"), ())["image"]
     result = evaluate_samples(real, fake, features=features, metrics=metrics, train=train, seed=args.seed,
                               device=device, progress=progress)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from minildm.pretrained import build_model, resolve_config
+from minildm.train import load_config
 from minildm.utils import count_parameters
 
 PUBLISHED = {
@@ -49,6 +50,7 @@ def test_txt2img_kl_f8_is_the_papers_1p45b_model():
 
 @pytest.mark.parametrize("name", ["ldm/sd-v1", "ldm/cin256-ldm4", "ldm/txt2img-kl-f8"])
 def test_one_training_step_at_batch_1_on_the_meta_device(name):
+    assert load_config(name)["train"]["precision"] == "bf16"  # the whole config validates, as `minildm train` reads it
     model = build_on_meta(name).train()
     assert model.unet.config["use_checkpoint"]  # full configs train with gradient checkpointing
     batch = {"latent": torch.empty(1, *model.latent_shape, device="meta")}

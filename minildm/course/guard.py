@@ -115,8 +115,9 @@ class _Guard:
 
     def install_stubs(self, dotted_names: list[str]) -> None:
         for dotted in dotted_names:
-            module_name, _, attr = dotted.rpartition(".")
-            real = getattr(importlib.import_module(module_name), attr)
+            real = _resolve(dotted)
+            if not callable(real) or isinstance(real, type):
+                continue  # a name that does not import fails in the test cell itself
             self.taught[dotted] = real
             self.stubs[id(real)] = self.make_stub(dotted, real)
         for name, module in list(sys.modules.items()):

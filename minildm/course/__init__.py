@@ -3,9 +3,10 @@
     fast.py           fast_mode(), pick(full, fast)
     notebooks.py      setup_notebook, show_images, assert_close (used inside notebooks)
     diagrams.py       ldm_diagram(): the two-stage picture of paper Fig. 3
-    exercises.py      solutions/ -> exercises/ (`minildm course build`), solution_cell / test_cell
+    exercises.py      solutions/ -> exercises/ (`minildm course build`), the handout (`course release`)
     grader.py         `minildm grade`: run submissions with the instructor's tests, score them
-    run_notebooks.py  `python -m minildm.course.run_notebooks`: refresh committed outputs
+    guard.py          inside the grading kernel: taught references stubbed, tampering found and undone
+    run_notebooks.py  `python -m minildm.course.run_notebooks`: refresh committed outputs (+ static widget views)
 """
 
 from importlib import import_module

@@ -446,3 +446,15 @@ def test_merge_replaces_edited_tests_and_reinserts_deleted_ones():
     assert sources[:3] == ["import math", instructor.cells[1].source, "helper = 1"]
     assert sources[3] == instructor.cells[2].source  # instructor copy, hidden tests included
     assert sources[4:] == [instructor.cells[3].source, instructor.cells[4].source]  # re-inserted after 'triple'
+
+
+def test_kernel_environment_is_minimal_and_lives_in_the_submission_copy(tmp_path, monkeypatch):
+    from minildm.course.grader import _kernel_env
+
+    monkeypatch.setenv("GRADER_SECRET_TOKEN", "s3cret")
+    monkeypatch.setenv("MINILDM_FAST", "1")
+    env = _kernel_env(fast=False, root=tmp_path)
+    assert "GRADER_SECRET_TOKEN" not in env and "MINILDM_FAST" not in env
+    assert env["HOME"] == str(tmp_path / "home") and env["TMPDIR"] == str(tmp_path / "tmp")
+    assert (tmp_path / "home").is_dir() and (tmp_path / "tmp").is_dir()
+    assert _kernel_env(fast=True, root=tmp_path)["MINILDM_FAST"] == "1"

@@ -34,6 +34,20 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def _counted_attention(device: torch.device):
+    """A context in which torch.utils.flop_counter sees attention's FLOPs on `device`.
+
+    The counter has formulas for the CUDA attention kernels, but none for the CPU's fused kernel,
+    whose FLOPs would silently count as zero: on the CPU, attention runs as the plain math
+    (matmuls, counted) while counting. The meta device takes that path anyway.
+    """
+    import contextlib
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else contextlib.nullcontext()
+
+
 def unet_flops(unet: nn.Module, latent: Sequence[int], **forward_kwargs: Any) -> int:
     """Floating-point operations (2 per multiply-add) of ONE `unet(x, t, **forward_kwargs)` call on a (1, *latent) input.
 
@@ -47,7 +61,7 @@ def unet_flops(unet: nn.Module, latent: Sequence[int], **forward_kwargs: Any) ->
     x = torch.zeros(1, *latent, device=device)
     t = torch.zeros(1, dtype=torch.long, device=device)
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
+    with torch.no_grad(), _counted_attention(device), counter:
         unet(x, t, **forward_kwargs)
     return int(counter.get_total_flops())
 
@@ -66,12 +80,12 @@ def unet_training_flops(unet: nn.Module, latent: Sequence[int], batch: int = 1,
     device = _device(unet)
     x = torch.zeros(batch, *latent, device=device)
     t = torch.zeros(batch, dtype=torch.long, device=device)
-    forward = FlopCounterMode(display=False)
-    with forward:
-        out = unet(x, t, **forward_kwargs)
-    backward = FlopCounterMode(display=False)
-    with backward:
-        out.sum().backward()
+    forward, backward = FlopCounterMode(display=False), FlopCounterMode(display=False)
+    with _counted_attention(device):
+        with forward:
+            out = unet(x, t, **forward_kwargs)
+        with backward:
+            out.sum().backward()
     unet.zero_grad(set_to_none=True)
     f, b = int(forward.get_total_flops()), int(backward.get_total_flops())
     return {"forward": f, "backward": b, "total": f + b}

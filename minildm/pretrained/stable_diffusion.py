@@ -59,13 +59,10 @@ GRID_OPTIONS = ("spacing", "steps_offset", "final_sigma", "karras", "karras_rang
                 "start_noise")
 """Options of minildm.diffusion.sample that describe the noise-level grid (any sampler takes them)."""
 WEIGHTS_ENV = "MINILDM_SD_V1"
-FOLDER_PARTS = {
-    "unet": ("config.json", "diffusion_pytorch_model.safetensors"),
-    "vae": ("config.json", "diffusion_pytorch_model.safetensors"),
-    "text_encoder": ("config.json", "model.safetensors"),
-    "tokenizer": ("vocab.json", "merges.txt"),
-}
-"""What a diffusers Stable Diffusion folder must hold (alternatives: *.fp16.safetensors, tokenizer.json)."""
+FOLDER_PARTS = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
+"""The networks of a diffusers Stable Diffusion folder: subfolder -> weights file stem (beside a config.json).
+The weights are <stem>.safetensors or <stem>.fp16.safetensors; tokenizer/ holds vocab.json + merges.txt
+(or tokenizer.json); scheduler/ is optional."""
 MISSING_WEIGHTS_HELP = (
     "Stable Diffusion v1 weights are not shipped with minildm and never downloaded by it. On a machine with "
     "internet, fetch either the single file v1-5-pruned-emaonly.safetensors (Hugging Face "
@@ -97,16 +94,13 @@ def missing_files(path: str | Path) -> list[str]:
     if not path.is_dir():
         return [f"{path} (a checkpoint file such as v1-5-pruned-emaonly.safetensors, or a diffusers folder)"]
     missing = []
-    for part, (config, weights) in FOLDER_PARTS.items():
-        folder = path / part
-        if part == "tokenizer":
-            if not _tokenizer_files(folder):
-                missing += [f"{folder}/vocab.json", f"{folder}/merges.txt"]
-            continue
-        if not (folder / config).is_file():
-            missing.append(f"{folder}/{config}")
-        if _weights_file(folder, Path(weights).stem.split(".")[0]) is None:
-            missing.append(f"{folder}/{weights}")
+    for part, stem in FOLDER_PARTS.items():
+        if not (path / part / "config.json").is_file():
+            missing.append(f"{path / part}/config.json")
+        if _weights_file(path / part, stem) is None:
+            missing.append(f"{path / part}/{stem}.safetensors")
+    if not _tokenizer_files(path / "tokenizer"):
+        missing += [f"{path}/tokenizer/vocab.json", f"{path}/tokenizer/merges.txt"]
     return missing
 
 

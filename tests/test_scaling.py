@@ -99,3 +99,14 @@ def test_scaling_benchmark_counts_a_full_config(tmp_path, capsys):
     assert "| ldm/cin256-ldm4 | 400,920,579 |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="accepted"):
         module.main(["--configs", "ldm/nope"])
+
+
+def test_ema_shadows_live_on_the_models_device():
+    from minildm.train.ema import EMA
+
+    with torch.device("meta"):  # any device: the shadows are made where the weights are, and updated there
+        model = UNetModel(**TINY)
+    ema = EMA(model, decay=0.999)
+    assert ema.shadow and all(s.is_meta for s in ema.shadow.values())
+    ema.update(model)
+    assert all(s.is_meta for s in ema.shadow.values()) and ema.num_updates == 1

@@ -55,14 +55,16 @@ def counts(name: str) -> dict:
     unet, latent = ldm.unet.train(), ldm.latent_shape
     tokens = CONTEXT_TOKENS[config["model"]["params"]["conditioner"]["type"]]
     row = {"config": name, "latent": list(latent),
-           "parameters": {part: count_parameters(getattr(ldm, part)) for part in ("unet", "first_stage", "conditioner")},
+           "parameters": {part: count_parameters(getattr(ldm, part))
+                          for part in ("unet", "first_stage", "conditioner")},
            "state_gib": sum(training_state_bytes(unet).values()) / 2**30}
     for checkpointing in (False, True):
         set_checkpointing(unet, checkpointing)
         x, t, context = unet_inputs(unet, latent, 1, tokens, "meta")
         suffix = "_checkpointing" if checkpointing else ""
         row["train_tflop_per_image" + suffix] = unet_training_flops(unet, latent, context=context)["total"] / 1e12
-        row["activation_gib_per_image" + suffix] = saved_activation_bytes(lambda: unet(x, t, context=context), unet) / 2**30
+        kept = saved_activation_bytes(lambda: unet(x, t, context=context), unet)
+        row["activation_gib_per_image" + suffix] = kept / 2**30
     row["checkpointing"] = bool(config["model"]["params"]["unet"].get("use_checkpoint", False))
     return row
 

@@ -30,7 +30,8 @@ SCRIPT = textwrap.dedent("""
             p.normal_(0, 0.1)
     reference, initial = copy.deepcopy(unet), copy.deepcopy(unet)
     g = torch.Generator().manual_seed(1)
-    x, t, context = torch.randn(4, 4, 8, 8, generator=g), torch.tensor([1, 200, 500, 999]), torch.randn(4, 3, 16, generator=g)
+    x, t = torch.randn(4, 4, 8, 8, generator=g), torch.tensor([1, 200, 500, 999])
+    context = torch.randn(4, 3, 16, generator=g)
 
     def step(model, rows):
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)  # plain SGD: the update is the averaged gradient
@@ -46,7 +47,8 @@ SCRIPT = textwrap.dedent("""
         step(reference, slice(0, 4))  # one process, the whole batch
         diff = max((full[name] - p).abs().max().item() for name, p in reference.named_parameters())
         moved = max((full[name] - p).abs().max().item() for name, p in initial.named_parameters())
-        json.dump({"diff": diff, "moved": moved, "local": local, "total": sum(p.numel() for p in reference.parameters()),
+        total = sum(p.numel() for p in reference.parameters())
+        json.dump({"diff": diff, "moved": moved, "local": local, "total": total,
                    "dtensor": type(next(unet.parameters())).__name__}, open(sys.argv[1], "w"))
     shutdown(info)
 """)

@@ -151,7 +151,8 @@ def test_cli_sample_sd_v1(tmp_path):
                "--prompt", "a red cat"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("minildm sample: no Stable Diffusion v1 weights at") and "tokenizer/" in result.stderr
+    assert result.stderr.startswith("minildm sample: no Stable Diffusion v1 weights at")
+    assert "tokenizer/" in result.stderr
     pipe = tiny_pipeline(tmp_path)
     pipe.save_pretrained(tmp_path / "sd")
     out = tmp_path / "samples.png"

@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     cond = None
     if args.prompt:
         if "caption" not in getattr(conditioner, "keys", ()):
-            raise ValueError(f"--prompt needs a text-to-image model; {args.checkpoint!r} is not conditioned on captions")
+            raise ValueError(f"--prompt needs a text-to-image model; {args.checkpoint!r} is not conditioned on "
+                             "captions")
         cond = {"caption": list(args.prompt)}
     generator = torch.Generator().manual_seed(args.seed)
     n = args.n if cond is None and labels is None else None  # else one image per label / prompt

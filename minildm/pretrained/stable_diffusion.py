@@ -207,7 +207,8 @@ def _from_folder(folder: Path, tokenizer: Any) -> dict[str, Any]:
     scheduler = json.loads(scheduler_file.read_text()) if scheduler_file.is_file() else None
     image_size = int(json.loads((folder / "unet" / "config.json").read_text()).get("sample_size", 64)) \
         * vae.downsampling_factor
-    return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer or load_tokenizer(folder / "tokenizer"),
+    tokenizer = tokenizer or load_tokenizer(folder / "tokenizer")
+    return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                 image_size=image_size, **scheduler_settings(scheduler))
 
 
@@ -215,8 +216,9 @@ def _from_file(path: Path, tokenizer: Any, ema: bool, text_encoder_config: dict[
                unet_config: dict[str, Any] | None) -> dict[str, Any]:
     if path.suffix != ".safetensors":
         raise ValueError(f"{path.name}: minildm reads Stable Diffusion checkpoints as .safetensors only (a "
-                         f"{path.suffix or 'suffix-less'} file may be a pickle, which can run code when loaded); use "
-                         "the .safetensors release (v1-5-pruned-emaonly.safetensors) or convert it with a tool you trust")
+                         f"{path.suffix or 'suffix-less'} file may be a pickle, which can run code when loaded); "
+                         "use the .safetensors release (v1-5-pruned-emaonly.safetensors) or convert it with a tool "
+                         "you trust")
     if tokenizer is None:
         if not _tokenizer_files(path.parent / "tokenizer"):
             raise FileNotFoundError(f"no tokenizer for {path.name}: a single checkpoint file holds no tokenizer; put "
@@ -252,7 +254,7 @@ def load_stable_diffusion(
     text_encoder_config: dict[str, Any] | None = None,
     unet_config: dict[str, Any] | None = None,
 ) -> LatentDiffusion:
-    """Stable Diffusion v1 as a minildm LatentDiffusion (eval mode), from a single checkpoint file or a diffusers folder.
+    """Stable Diffusion v1 as a minildm LatentDiffusion (eval mode), from one checkpoint file or a diffusers folder.
 
     path: the file or folder (default: `default_weights()`); tokenizer: a CLIPTokenizer or a folder with
     vocab.json + merges.txt (default: the folder's tokenizer/, or tokenizer/ beside a single file);

@@ -113,14 +113,15 @@ def test_single_checkpoint_file_gives_diffusers_image(tmp_path):
     assert (minildm_images(ldm, sampler="ddim") - expected).abs().max() < 1e-4
 
 
-def test_half_precision_inference_close_to_float32(tmp_path):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_inference_close_to_float32(tmp_path, dtype):
     pipe = tiny_pipeline(tmp_path)
     pipe.save_pretrained(tmp_path / "sd")
     full = minildm_images(load_stable_diffusion(tmp_path / "sd"))
-    ldm = load_stable_diffusion(tmp_path / "sd", dtype=torch.bfloat16)
-    assert {p.dtype for p in ldm.parameters()} == {torch.bfloat16}
+    ldm = load_stable_diffusion(tmp_path / "sd", dtype=dtype)
+    assert {p.dtype for p in ldm.parameters()} == {dtype}
     half = minildm_images(ldm)
-    assert half.dtype == torch.float32  # the sampler keeps float32; the networks run in bfloat16
+    assert half.dtype == torch.float32  # the sampler keeps float32; the networks run in 16 bits
     assert 0 < (half - full).abs().mean() < 0.02
 
 

@@ -58,7 +58,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from minildm.course.exercises import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, NOTEBOOK_PATTERN, cell_kind,
+from minildm.course.exercises import (BEGIN_HIDDEN, END_HIDDEN, NOTEBOOK_PATTERN, cell_kind,
                                       validate_solution_notebook)
 
 _COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".ipynb_checkpoints")
@@ -230,8 +230,9 @@ def _test_imports(source: str) -> dict[str, str]:
     names: dict[str, str] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            for alias in node.names:
-                names[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+            for alias in node.names:  # `import a.b` binds a; `import a.b as c` binds c to a.b
+                top = alias.name.split(".")[0]
+                names[alias.asname or top] = alias.name if alias.asname else top
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             for alias in node.names:
                 if alias.name != "*":

@@ -27,6 +27,8 @@ Glossary: one name per idea, used the same way in every module.
     cond keys         conditions use the dataset item keys: "label", "caption", "boxes" + "box_labels", ...
     resolve(spec)     minildm.pretrained.resolve: a course checkpoint name, a run folder, a copied course
                       checkpoint folder or a config -> a model
+    features          the named extractor (judge-shapes, pixels, inception-v3:PATH) whose features a sample metric
+                      (FD, KID, precision/recall, ...) compares; every result names it (minildm.metrics.features)
 """
 
 __version__ = "0.1.0"

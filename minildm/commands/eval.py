@@ -1,13 +1,13 @@
 """`minildm eval MODEL [--n 1000] [--metrics fd,kid,is,pr,dc,memorization] [--features NAME] [--json FILE]`.
 
-Samples `--n` images from a latent diffusion model (a course checkpoint name such as shapes-ldm or
-digits-ldm, a copied checkpoint folder or a training run), sample i conditioned as item i of the
-`--cond-split` (val) split of the model's dataset is (its class label today; any conditioning whose
-conditioner names its dataset item keys, see `minildm.metrics.sample_like`), then compares them with
-the first `--n` real images of the `--split` (test) split through `minildm.metrics.evaluate_samples`.
-Conditions and reference images come from different splits, so the two sets are independent. Memorization statistics compare both
-sets with the training images the model learned from (the first `data.cache_latents` items of
-its training split). The JSON file holds every number with the feature extractor's name.
+Compares the first `--n` real images of the `--split` (test) split of the model's dataset with as many
+samples of a latent diffusion model (a course checkpoint name such as shapes-ldm or digits-ldm, a copied
+checkpoint folder or a training run) through `minildm.metrics.evaluate_samples`. Sample i is
+conditioned as item i of the `--cond-split` (val) split is: its class label today, and any conditioning
+whose conditioner names its dataset item keys (see `minildm.metrics.sample_like`). Conditions and
+reference images come from different splits, so the two sets are independent. Memorization statistics
+compare both sets with the training images the model learned from (the first `data.cache_latents`
+items of its training split). The JSON file holds every number with the feature extractor's name.
 """
 
 from __future__ import annotations

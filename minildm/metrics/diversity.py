@@ -49,7 +49,8 @@ def nearest_distance(samples: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
     return torch.cdist(s, d).min(dim=1).values / math.sqrt(s.shape[1])
 
 
-def memorization(fake: torch.Tensor, real: torch.Tensor, train: torch.Tensor, quantile: float = 0.05) -> dict[str, float]:
+def memorization(fake: torch.Tensor, real: torch.Tensor, train: torch.Tensor,
+                 quantile: float = 0.05) -> dict[str, float]:
     """How many samples sit closer to a training point than fresh real data does: nearest-training-neighbour statistics.
 
     fake (M, D), real (N, D, held out: never trained on) and train (T, D) are features (or flattened

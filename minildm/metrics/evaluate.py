@@ -59,8 +59,6 @@ def evaluate_samples(real: torch.Tensor, fake: torch.Tensor, features: str | Fea
     names = check_metrics(metrics)
     if "memorization" in names and train is None:
         raise ValueError("the memorization metric needs the training images: pass train=(T, C, H, W)")
-    if "is" in names and not isinstance(features, FeatureExtractor) and str(features) == "pixels":
-        raise ValueError("the Inception Score needs class probabilities; 'pixels' has none: use a judge or inception-v3")
     extractor = feature_extractor(features, device=device)
     real_emb, fake_emb = extractor(real, progress=progress), extractor(fake, progress=progress)
     result: dict[str, Any] = {"features": extractor.name, "feature_dim": int(real_emb.features.shape[1]),
@@ -75,7 +73,8 @@ def evaluate_samples(real: torch.Tensor, fake: torch.Tensor, features: str | Fea
                       kid_subset_size=size)
     if "is" in names:
         if fake_emb.probabilities is None:
-            raise ValueError(f"the Inception Score needs class probabilities; {extractor.name!r} gives none")
+            raise ValueError(f"the Inception Score needs class probabilities; {extractor.name!r} gives none "
+                             "(use a judge or inception-v3)")
         result["is"], result["is_std"] = inception_score(fake_emb.probabilities, splits=min(is_splits, fake.shape[0]))
     if "pr" in names:
         result["precision"], result["recall"] = precision_recall(real_emb.features, fake_emb.features, k=k)

@@ -16,7 +16,10 @@ import torch
 
 
 def inception_score(probabilities: torch.Tensor, splits: int = 10) -> tuple[float, float]:
-    """(mean, std) over `splits` equal splits of IS = exp(mean_x KL(p(y|x) || p(y))); probabilities (N, K), rows sum to 1."""
+    """(mean, std) over `splits` equal splits of IS = exp(mean_x KL(p(y|x) || p(y))).
+
+    probabilities: (N, K) class probabilities of N generated images, rows summing to 1.
+    """
     if probabilities.ndim != 2 or probabilities.shape[0] < splits or splits < 1:
         raise ValueError(f"probabilities must be (N, K) with N >= splits >= 1, got shape {tuple(probabilities.shape)} "
                          f"and splits={splits}")

@@ -3,7 +3,7 @@
 FD of Gaussians vs scipy's matrix square root; precision/recall and density/coverage vs per-point
 loops; KID vs scikit-learn's polynomial kernel; IS of uniform and one-hot predictors; memorization of a
 copying generator; feature extractors (a torchvision Inception-v3 state dict written in the real
-format); `evaluate_samples` on two halves of the real shapes test set; `minildm eval`.
+format); `evaluate_samples` on two halves of the real shapes test set; rFD; `sample_like`; `minildm eval`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from sklearn.metrics.pairwise import polynomial_kernel as sklearn_polynomial_ker
 
 from minildm.metrics import (METRICS, density_coverage, evaluate_samples, feature_extractor, frechet_distance,
                              frechet_distance_infinity, gaussian_frechet_distance, inception_score,
-                             kernel_inception_distance, kid_subsets, memorization, precision_recall, sample_like,
-                             unbiased_mmd2)
+                             kernel_inception_distance, kid_subsets, memorization, precision_recall,
+                             reconstruction_fd, sample_like, unbiased_mmd2)
 
 
 def _random_covariance(rng: np.random.Generator, dim: int) -> np.ndarray:
@@ -257,6 +257,20 @@ def test_evaluate_samples_catches_copies_and_refuses_bad_requests(shapes_test_se
         evaluate_samples(real, real, metrics="fid")
     with pytest.raises(ValueError, match="class probabilities"):
         evaluate_samples(real, real, features="pixels", metrics="is")
+
+
+def test_reconstruction_fd_compares_images_with_their_reconstructions(shapes_test_set):
+    from minildm.metrics import reconstruct
+    from minildm.pretrained import resolve
+
+    images = shapes_test_set[:300]
+    autoencoder = resolve("shapes-kl-f4")
+    result = reconstruction_fd(autoencoder, images, features="judge-shapes", batch_size=128)
+    judge = feature_extractor("judge-shapes")
+    expected = frechet_distance(judge(images).features, judge(reconstruct(autoencoder, images)[0]).features)
+    assert result == {"rfd": pytest.approx(expected, rel=1e-6), "features": "judge-shapes", "n": 300}
+    blurred = torch.nn.functional.avg_pool2d(images, 3, stride=1, padding=1)  # a worse "reconstruction"
+    assert result["rfd"] < frechet_distance(judge(images).features, judge(blurred).features)
 
 
 def test_sample_like_conditions_each_sample_on_its_real_item():

@@ -219,6 +219,13 @@ class LatentDiffusion(nn.Module):
             params += list(self.conditioner.parameters())
         return {"model": params}
 
+    def fsdp_modules(self) -> list[nn.Module]:
+        """What `train.fsdp` shards over processes: the UNet, a block at a time (the trainer protocol).
+
+        The frozen first stage and the conditioner stay whole on every process (a trained conditioner's
+        gradients are averaged as in plain data parallelism)."""
+        return [self.unet]
+
     # --- stage 1 <-> latent space -------------------------------------------------------
     @torch.no_grad()
     def encode(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Fully sharded data parallelism on two CPU processes (gloo): one sharded training step of a UNet equals one
-ordinary step on the whole batch, while each process holds half of every parameter."""
+ordinary step on the whole batch, while each process holds half of every parameter; the trainer with
+train.fsdp=true trains, clips, averages (EMA), checkpoints, resumes and samples as plain data parallelism does."""
 
 from __future__ import annotations
 
@@ -10,6 +11,16 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from minildm.train import ConfigError, TrainConfig, Trainer, load_model
+from minildm.train import checkpoint as ckpt
+from minildm.train.distributed import DistInfo
+from minildm.train.toy import ToyGAN, ToyRegressionDataset, ToyRegressor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,20 +65,177 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sharded_step_equals_one_process_on_the_whole_batch(tmp_path):
+def run_two_processes(script: str, out: Path, timeout: int = 240) -> None:
+    """Run `script` (argument: `out`) as ranks 0 and 1 of a gloo process group on this machine."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "WORLD_SIZE": "2",
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    out = tmp_path / "result.json"
-    workers = [subprocess.Popen([sys.executable, "-c", SCRIPT, str(out)], cwd=ROOT,
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(out)], cwd=ROOT,
                                 env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in range(2)]
     for worker in workers:
-        _, stderr = worker.communicate(timeout=180)
-        assert worker.returncode == 0, stderr[-2000:]
+        _, stderr = worker.communicate(timeout=timeout)
+        assert worker.returncode == 0, stderr[-3000:]
+
+
+def test_sharded_step_equals_one_process_on_the_whole_batch(tmp_path):
+    out = tmp_path / "result.json"
+    run_two_processes(SCRIPT, out)
     result = json.loads(out.read_text())
     assert result["dtensor"] == "DTensor"
     assert result["total"] / 2 <= result["local"] < result["total"] / 2 + 100  # half of every parameter, padded
     assert result["moved"] > 1e-3 and result["diff"] < 1e-6
+
+
+TRAINER_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    import torch
+    from safetensors.torch import save_file
+    from minildm.ldm import LatentDataset, LatentDiffusion
+    from minildm.train import Trainer
+    from minildm.train.distributed import full_tensors, init_distributed, shutdown
+    from minildm.train.toy import ToyRegressionDataset, ToyRegressor
+
+    info = init_distributed("cpu")  # joined here, so every fit below shares the group
+    out = Path(sys.argv[1])
+
+    TOY = {"target": "minildm.train.toy:ToyRegressor", "params": {"in_features": 8, "hidden": 16}}
+
+    def fit(name, model, dataset, steps, resume=False, **train):
+        # constant rate: a 2-step run followed by a resumed one follows the 4-step run's schedule
+        train = dict(steps=steps, batch_size=8, lr=1e-2, warmup_steps=2, log_every=1, checkpoint_every=2,
+                     ema_decay=0.9, device="cpu", **train)
+        config = {"model": TOY, "train": train} if isinstance(model, ToyRegressor) else {"train": train}
+        return Trainer(model, dataset, config, out_dir=out / name, progress=False).fit(resume=resume)
+
+    def toy():
+        torch.manual_seed(0)
+        return ToyRegressor(**TOY["params"])
+
+    data = ToyRegressionDataset(size=8, length=64)
+    fit("ddp", toy(), data, 4, grad_clip=0.05)  # small clip: every step is clipped
+    sharded = fit("fsdp", toy(), data, 4, grad_clip=0.05, fsdp=True)
+    gathered = full_tensors(sharded.model.state_dict(), keep=info.is_main)  # a collective: both ranks
+    local = sum(p.to_local().numel() for p in sharded.model.parameters())
+    fit("resumed", toy(), data, 2, grad_clip=0.05, fsdp=True)
+    fit("resumed", toy(), data, 4, resume=True, grad_clip=0.05, fsdp=True)
+
+    def ldm():  # a tiny pixel-space UNet: sampling a sharded model needs every rank
+        torch.manual_seed(0)
+        unet = dict(in_channels=3, out_channels=3, model_channels=16, channel_mult=(1, 2), num_res_blocks=1,
+                    attention_resolutions=(2,), num_heads=2, norm_num_groups=8)
+        return LatentDiffusion(unet=unet, image_size=8, sampler="ddim", sample_steps=3)
+
+    latents = LatentDataset(torch.randn(32, 3, 8, 8, generator=torch.Generator().manual_seed(0)), {})
+    fit("ldm-ddp", ldm(), latents, 2, sample_every=2, num_samples=4)
+    fit("ldm-fsdp", ldm(), latents, 2, sample_every=2, num_samples=4, fsdp=True)
+    if info.is_main:
+        save_file(gathered, str(out / "gathered.safetensors"))
+        total = sum(p.numel() for p in toy().parameters())
+        json.dump({"local": local, "total": total}, open(out / "sizes.json", "w"))
+    else:
+        json.dump({"samples": sorted(p.name for p in out.glob("*/samples/*"))}, open(out / "rank1.json", "w"))
+    shutdown(info)
+""")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """Toy and tiny-UNet runs on 2 processes, plain data parallel and sharded, and a sharded resume (~40 s)."""
+    out = tmp_path_factory.mktemp("fsdp")
+    run_two_processes(TRAINER_SCRIPT, out, timeout=400)
+    return out
+
+
+def checkpoint_tensors(run: Path, filename: str) -> dict[str, torch.Tensor]:
+    return ckpt.read_tensors(run / "checkpoints" / "last", filename)
+
+
+def assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float) -> None:
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert a[name].shape == b[name].shape, name
+        assert torch.allclose(a[name].float(), b[name].float(), rtol=0, atol=atol), \
+            (name, (a[name].float() - b[name].float()).abs().max().item())
+
+
+def test_fsdp_training_equals_data_parallel(runs):
+    sizes = json.loads((runs / "sizes.json").read_text())
+    assert sizes["local"] < 0.6 * sizes["total"]  # each process holds about half of the model
+    ddp, fsdp = ckpt.read_state(runs / "ddp" / "checkpoints" / "last"), \
+        ckpt.read_state(runs / "fsdp" / "checkpoints" / "last")
+    assert fsdp["step"] == 4 and fsdp["world_size"] == 2 and fsdp["replica_checksums"] is None
+    # the same losses and (clipped: norms above 0.05) gradient norms, step by step; same weights, moments, EMA:
+    # all-reduce vs reduce-scatter only change the order of float32 sums
+    for a, b in zip(ddp["logs"], fsdp["logs"], strict=True):
+        assert a["grad_norm/model"] > 0.05
+        for key in ("loss", "grad_norm/model"):
+            assert abs(a[key] - b[key]) <= 1e-6 * max(1.0, abs(a[key])), (a["step"], key, a[key], b[key])
+    for filename in (ckpt.MODEL_FILE, ckpt.EMA_FILE):
+        assert_close(checkpoint_tensors(runs / "ddp", filename), checkpoint_tensors(runs / "fsdp", filename), 1e-6)
+    optim_ddp, optim_fsdp = (checkpoint_tensors(r, ckpt.OPTIM_FILE) for r in (runs / "ddp", runs / "fsdp"))
+    moments = [k for k in optim_ddp if k.startswith("model/")]
+    assert len(moments) == 3 * 4  # step, exp_avg, exp_avg_sq for each of the 4 parameters
+    assert_close({k: optim_ddp[k] for k in moments}, {k: optim_fsdp[k] for k in moments}, 1e-6)
+    torch.manual_seed(0)
+    initial = ToyRegressor(in_features=8, hidden=16).net[0].weight.detach()
+    moved = load_model(runs / "fsdp", ema=False).state_dict()["net.0.weight"] - initial
+    assert moved.abs().max() > 1e-3  # training changed the weights (the comparisons above are not vacuous)
+
+
+def test_fsdp_checkpoint_loads_in_one_process_and_equals_the_gathered_model(runs):
+    gathered = ckpt.read_tensors(runs, "gathered.safetensors")
+    model = load_model(runs / "fsdp", ema=False)  # an ordinary model in this (single) process
+    assert_close(model.state_dict(), gathered, atol=0.0)
+    ema = load_model(runs / "fsdp", ema=True).state_dict()
+    assert any(not torch.equal(ema[k], gathered[k]) for k in gathered)  # the EMA shadow is written whole too
+
+
+def test_fsdp_resume_equals_the_uninterrupted_run(runs):
+    straight, resumed = runs / "fsdp", runs / "resumed"
+    for filename in (ckpt.MODEL_FILE, ckpt.EMA_FILE, ckpt.OPTIM_FILE):
+        assert_close(checkpoint_tensors(straight, filename), checkpoint_tensors(resumed, filename), atol=0.0)
+    a, b = (ckpt.read_state(r / "checkpoints" / "last") for r in (straight, resumed))
+    assert b["step"] == 4 and a["logs"] == b["logs"] and a["data"] == b["data"]
+
+
+def test_fsdp_samples_on_every_rank_and_rank0_saves(runs):
+    assert json.loads((runs / "rank1.json").read_text())["samples"] == sorted(
+        str(p.relative_to(runs)).split("/")[-1] for p in runs.glob("*/samples/*"))
+    grids = [np.asarray(Image.open(runs / name / "samples" / "step_0000002.png"), dtype=np.int16)
+             for name in ("ldm-ddp", "ldm-fsdp")]
+    assert grids[0].std() > 10  # an image, not a blank
+    assert np.abs(grids[0] - grids[1]).max() <= 1  # the same samples (up to rounding to 8 bits)
+    assert_close(checkpoint_tensors(runs / "ldm-ddp", ckpt.MODEL_FILE),
+                 checkpoint_tensors(runs / "ldm-fsdp", ckpt.MODEL_FILE), 1e-5)
+
+
+def test_fsdp_is_ignored_in_one_process(tmp_path):
+    train = {"steps": 1, "batch_size": 8, "fsdp": True, "device": "cpu"}
+    trainer = Trainer(ToyGAN(in_features=8), ToyRegressionDataset(size=8, length=32), {"train": train},
+                      out_dir=tmp_path, progress=False).fit()
+    assert not trainer.sharded and trainer.step == 1
+
+
+class FrozenBody(ToyRegressor):
+    """A model whose only module offered for sharding has no trainable parameters."""
+
+    def fsdp_modules(self) -> list[torch.nn.Module]:
+        return [self.net[2]]  # the dropout layer
+
+
+@pytest.mark.parametrize("model, device, message", [
+    (ToyGAN(in_features=8), "cpu", r"one optimizer group.*ToyGAN steps 2 \(generator, disc\).*train\.fsdp=false"),
+    (ToyRegressor(in_features=8), "meta", r"CUDA \(NCCL\) or CPU \(gloo\).*not device meta"),
+    (FrozenBody(in_features=8), "cpu", r"FrozenBody.fsdp_modules\(\) has no trainable parameters"),
+])
+def test_fsdp_refuses_what_it_cannot_shard(tmp_path, model, device, message):
+    trainer = Trainer(model, ToyRegressionDataset(size=8), {"train": {"fsdp": True}}, out_dir=tmp_path)
+    trainer.dist, trainer.device = DistInfo(rank=0, world_size=2), torch.device(device)  # as under torchrun
+    with pytest.raises(ConfigError, match=message):
+        trainer._shard()
+    with pytest.raises(ConfigError, match="train.fsdp must be true or false"):
+        TrainConfig(fsdp="yes")

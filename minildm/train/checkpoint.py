@@ -85,11 +85,12 @@ def _write_json(data: Any, path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _optimizer_state(optimizers: Mapping[str, torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], dict]:
+def _optimizer_state(optimizers: Mapping[str, torch.optim.Optimizer | Mapping[str, Any]],
+                     ) -> tuple[dict[str, torch.Tensor], dict]:
     """Split optimizer state_dicts into tensors ("group/index/name") and JSON (hyper-parameters, scalars)."""
     tensors, meta = {}, {}
     for group, optimizer in optimizers.items():
-        state = optimizer.state_dict()
+        state = optimizer if isinstance(optimizer, Mapping) else optimizer.state_dict()
         scalars = {}
         for index, values in state["state"].items():
             for name, value in values.items():
@@ -103,27 +104,30 @@ def _optimizer_state(optimizers: Mapping[str, torch.optim.Optimizer]) -> tuple[d
 
 def save_checkpoint(
     checkpoint_dir: str | Path,
-    model: nn.Module,
+    model: nn.Module | Mapping[str, torch.Tensor],
     config: Mapping[str, Any],
     step: int,
-    optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
+    optimizers: Mapping[str, torch.optim.Optimizer | Mapping[str, Any]] | None = None,
     ema: EMA | None = None,
     extra_tensors: Mapping[str, torch.Tensor] | None = None,
     extra_state: Mapping[str, Any] | None = None,
+    ema_state: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     """Atomically write a checkpoint folder at `checkpoint_dir` (replacing any previous one); returns it.
 
     `config` is the full config (so `load_model` can rebuild the model); `extra_tensors`
     go into optim.safetensors and `extra_state` into state.json (both used by the trainer
-    for RNG states, data position and logs).
+    for RNG states, data position and logs). `model`, each optimizer and `ema_state` (the EMA
+    weights to write instead of `ema.state_dict()`) may be given as state dicts: a sharded model's
+    whole tensors, gathered beforehand (minildm.train.distributed.full_tensors), are written the same way.
     """
     target = Path(checkpoint_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        _write_safetensors(model.state_dict(), tmp / MODEL_FILE)
+        _write_safetensors(model if isinstance(model, Mapping) else model.state_dict(), tmp / MODEL_FILE)
         if ema is not None:
-            _write_safetensors(ema.state_dict(), tmp / EMA_FILE)
+            _write_safetensors(ema.state_dict() if ema_state is None else ema_state, tmp / EMA_FILE)
         optim_tensors, optim_meta = _optimizer_state(optimizers or {})
         _write_safetensors({**optim_tensors, **(extra_tensors or {})}, tmp / OPTIM_FILE)
         state = {"format_version": FORMAT_VERSION, "step": int(step), "config": dict(config),

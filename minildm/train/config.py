@@ -34,6 +34,7 @@ class TrainConfig:
     `batch_size` is per process and per micro-batch: one optimizer step sees
     batch_size * grad_accum * world_size examples. `lr` is used as given (not scaled by the
     batch size as in the CompVis code); `lr_groups` overrides it per optimizer group.
+    `fsdp` shards the model over the processes of a torchrun job (ignored in a single process).
     """
 
     seed: int = 0
@@ -51,6 +52,7 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool = False
     compile: bool = False
+    fsdp: bool = False
     log_every: int = 50
     sample_every: int = 0
     num_samples: int = 16
@@ -128,7 +130,7 @@ def _check_field(name: str, value: Any) -> Any:
         raise ConfigError(f"{key} must be one of {', '.join(LR_SCHEDULES)}, got {value!r}")
     if name == "precision" and value not in PRECISIONS:
         raise ConfigError(f"{key} must be one of {', '.join(PRECISIONS)}, got {value!r}")
-    if name in ("channels_last", "compile") and not isinstance(value, bool):
+    if name in ("channels_last", "compile", "fsdp") and not isinstance(value, bool):
         raise ConfigError(f"{key} must be true or false, got {value!r}")
     if name == "device" and not isinstance(value, str):
         raise ConfigError(f"{key} must be a string such as auto, cpu, cuda, cuda:1, got {value!r}")

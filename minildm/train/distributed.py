@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,8 @@ def shutdown(info: DistInfo) -> None:
 def average_gradients(params: list[nn.Parameter], flag: torch.Tensor, world_size: int) -> torch.Tensor:
     """Average the gradients of `params` over processes, in one all-reduce; returns the summed `flag`.
 
-    Missing gradients count as zeros (so every process reduces the same tensors). `flag`
+    Missing gradients count as zeros (so every process reduces the same tensors); with no `params`
+    (every parameter sharded, see `shard_model`) only the flag travels. `flag`
     (a 0-d tensor on the device) rides along in the same buffer: the trainer sends 1.0 when
     its loss was not finite, so every process learns whether any diverged, without an extra
     round trip and without waiting for the result on the host.
@@ -80,7 +85,7 @@ def average_gradients(params: list[nn.Parameter], flag: torch.Tensor, world_size
     if world_size <= 1:
         return flag
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1).float() for g in grads] + [flag.reshape(1).float().to(grads[0].device)])
+    flat = torch.cat([g.reshape(-1).float() for g in grads] + [flag.reshape(1).float()])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat[:-1] /= world_size
     offset = 0
@@ -119,7 +124,8 @@ def gather_objects(obj: object, world_size: int) -> list[object]:
     return out
 
 
-def shard_model(model: nn.Module, unit_types: tuple[type[nn.Module], ...] | None = None) -> nn.Module:
+def shard_model(model: nn.Module, unit_types: tuple[type[nn.Module], ...] | None = None,
+                device_type: str | None = None) -> nn.Module:
     """Fully sharded data parallelism (FSDP; ZeRO stage 3, Rajbhandari et al. 2020) with torch's `fully_shard`.
 
     Data parallelism above keeps a whole replica on every process: for the SD-v1 UNet 16 GiB of weights,
@@ -132,6 +138,7 @@ def shard_model(model: nn.Module, unit_types: tuple[type[nn.Module], ...] | None
 
     unit_types: the modules gathered one at a time (default: the UNet's blocks, TimestepEmbedSequential);
     the model itself becomes the last unit (what no block owns: time embedding, output layers).
+    device_type: where the shards live, "cuda" or "cpu" (default: the device of the model's parameters).
     Call inside a process group (torchrun; `init_distributed`), on identical replicas, before building
     the optimizer. Parameters become DTensors: `p.to_local()` is this process's piece, `p.full_tensor()`
     gathers the whole. Frozen parts (a first stage) belong outside: shard the trainable module (ldm.unet).
@@ -142,9 +149,79 @@ def shard_model(model: nn.Module, unit_types: tuple[type[nn.Module], ...] | None
 
     if not dist.is_initialized():
         raise RuntimeError("shard_model needs a process group: start with torchrun (init_distributed joins it)")
+    device_type = device_type or next(model.parameters()).device.type
+    mesh = init_device_mesh(device_type, (dist.get_world_size(),))  # 1-D: every process holds one piece
     unit_types = unit_types or (TimestepEmbedSequential,)
     for module in model.modules():
         if module is not model and isinstance(module, unit_types):
-            fully_shard(module)
-    fully_shard(model)
+            fully_shard(module, mesh=mesh)
+    # torch keeps the root unit gathered after its forward by default; resharding it too means that outside a
+    # forward every parameter is this process's piece (what EMA swaps, checkpoints and the optimizer see)
+    fully_shard(model, mesh=mesh, reshard_after_forward=True)
     return model
+
+
+def is_sharded(tensor: torch.Tensor) -> bool:
+    """True for a parameter (or gradient, optimizer moment, EMA shadow) split over processes by `shard_model`."""
+    return isinstance(tensor, DTensor)
+
+
+def full_tensors(tensors: Mapping[str, Any], keep: bool = True) -> dict[str, Any]:
+    """Whole tensors on the CPU: sharded ones all-gathered (`DTensor.full_tensor`), the others copied.
+
+    Every process must call it (each gather is a collective); processes with `keep=False` (all but
+    the one that writes the checkpoint) drop each whole tensor at once and get {}, so only one
+    tensor at a time is ever whole on their device. Values that are not tensors pass through.
+    """
+    out = {}
+    for name, value in tensors.items():
+        whole = value.full_tensor() if is_sharded(value) else value
+        if keep:
+            out[name] = whole.detach().to("cpu") if isinstance(whole, torch.Tensor) else whole
+    return out
+
+
+def full_optimizer_state(optimizer: torch.optim.Optimizer, keep: bool = True) -> dict[str, Any]:
+    """`optimizer.state_dict()` with whole tensors (see `full_tensors`; every process calls it)."""
+    state = optimizer.state_dict()
+    moments = {index: full_tensors(values, keep) for index, values in state["state"].items()}
+    return {"state": moments, "param_groups": state["param_groups"]} if keep else {}
+
+
+def shard_state(full: Mapping[str, torch.Tensor], like: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Whole tensors (e.g. read from a checkpoint) laid out as the tensors of `like` with the same names.
+
+    Where `like` holds a sharded tensor this process keeps its own piece (each process slices the whole
+    tensor itself: no communication); other tensors move to like's device; names not in `like` pass.
+    """
+    out = {}
+    for name, tensor in full.items():
+        target = like.get(name)
+        if target is None:
+            out[name] = tensor
+        elif is_sharded(target):
+            out[name] = distribute_tensor(tensor.to(target.device, target.dtype), target.device_mesh,
+                                          target.placements, src_data_rank=None)
+        else:
+            out[name] = tensor.to(target.device)
+    return out
+
+
+def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """`torch.nn.utils.clip_grad_norm_` for parameters of which some are sharded; returns the total norm.
+
+    The total norm is over the whole gradients: ||g||^2 = sum over processes of each one's pieces' squares
+    (one all-reduce) + the squares of the unsharded gradients (identical on every process, counted once).
+    Every gradient is then scaled by min(1, max_norm / (||g|| + 1e-6)), as torch does.
+    """
+    pieces = [p.grad.to_local() for p in params if p.grad is not None and is_sharded(p.grad)]
+    whole = [p.grad for p in params if p.grad is not None and not is_sharded(p.grad)]
+    device = (pieces or whole)[0].device
+    sharded_sq = sum((g.float().square().sum() for g in pieces), torch.zeros((), device=device))
+    dist.all_reduce(sharded_sq, op=dist.ReduceOp.SUM)
+    whole_sq = sum((g.float().square().sum() for g in whole), torch.zeros((), device=device))
+    total = (sharded_sq + whole_sq).sqrt()
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    with torch.no_grad():
+        torch._foreach_mul_(pieces + whole, scale)
+    return total

@@ -5,6 +5,8 @@ A model is an nn.Module with
     optimizer_groups() -> {group: [params]}                       optional (default: one group "model")
     sample_images(n, generator=None) -> (N, C, H, W) in [-1, 1]   optional (periodic sample grids)
     on_fit_start(trainer) / on_fit_end(trainer)                   optional hooks
+    fsdp_modules() -> [modules]                                    optional (train.fsdp: what to shard; default the
+                                                                   model, whose forward training_step must call)
 
 One optimizer step s (0-based) does, for each group in order: zero all gradients, run
 `training_step` on `grad_accum` micro-batches and backpropagate loss / grad_accum,
@@ -14,6 +16,13 @@ sample grids and checkpoints; a flagged step stops training there, before anythi
 written. Everything that decides what happens next (weights, AdamW moments, EMA, RNG
 states, the data position) is in the checkpoint, so `fit(resume=True)` continues the
 same run exactly.
+
+With `train.fsdp` under torchrun the model is sharded (minildm.train.distributed.shard_model): each
+process keeps a piece of every weight, gradient, AdamW moment and EMA shadow. The backward pass
+reduce-scatters the gradients, so the trainer averages only what is not sharded; clipping sums the
+pieces' squares over processes; checkpoints hold the whole tensors (gathered, written by rank 0 in
+the same format as without sharding) and resuming hands each process its piece again. Sampling runs
+on every process (a sharded forward needs them all); rank 0 saves the grid.
 """
 
 from __future__ import annotations
@@ -34,10 +43,11 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from minildm.train import checkpoint as ckpt
-from minildm.train.config import TrainConfig, load_config
+from minildm.train.config import ConfigError, TrainConfig, load_config
 from minildm.train.data import ResumableLoader, make_dataloader
-from minildm.train.distributed import (DistInfo, average_gradients, broadcast_state, gather_objects,
-                                       init_distributed, model_checksum, shutdown)
+from minildm.train.distributed import (DistInfo, average_gradients, broadcast_state, clip_grad_norm,
+                                       full_optimizer_state, full_tensors, gather_objects, init_distributed,
+                                       is_sharded, model_checksum, shard_model, shard_state, shutdown)
 from minildm.train.ema import EMA
 from minildm.train.logs import RunLogger
 from minildm.train.optim import build_optimizers, learning_rate, parameter_groups
@@ -104,6 +114,7 @@ class Trainer:
         self.train_dataloader = None
         self.logger: RunLogger | None = None
         self._stream: ResumableLoader | None = None
+        self.sharded = False
 
     # ------------------------------------------------------------------ properties
 
@@ -153,7 +164,10 @@ class Trainer:
         self.train_dataloader = make_dataloader(self.dataset, cfg.batch_size, seed=cfg.seed, rank=self.dist.rank,
                                                 world_size=self.dist.world_size, num_workers=cfg.num_workers,
                                                 pin_memory=device.type == "cuda")
+        self.sharded = self._shard()
         self._groups = parameter_groups(self.model)
+        # sharded parameters are averaged by FSDP's reduce-scatter in backward; the trainer averages the rest
+        self._replicated = {group: [p for p in params if not is_sharded(p)] for group, params in self._groups.items()}
         self._training_step = self.model.training_step
         if cfg.compile:  # opt-in: the first steps pay for compilation
             self._training_step = torch.compile(self.model.training_step)
@@ -164,20 +178,48 @@ class Trainer:
         self.optimizers = build_optimizers(self._groups, cfg)
         self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
+    def _shard(self) -> bool:
+        """With train.fsdp under torchrun, shard the model's `fsdp_modules()` (default: the model); True if sharded."""
+        if not self.config.fsdp or self.dist.world_size <= 1:
+            return False
+        model, device = self.model, self.device
+        if device.type not in ("cuda", "cpu"):
+            raise ConfigError(f"train.fsdp=true shards over CUDA (NCCL) or CPU (gloo) processes, not device {device}: "
+                              f"set train.device=cuda or cpu, or train.fsdp=false")
+        groups = parameter_groups(model)
+        if len(groups) > 1:
+            raise ConfigError(f"train.fsdp=true shards models with one optimizer group (a diffusion UNet); "
+                              f"{type(model).__name__} steps {len(groups)} ({', '.join(groups)}): set train.fsdp=false")
+        modules = list(model.fsdp_modules()) if callable(getattr(model, "fsdp_modules", None)) else [model]
+        if not any(p.requires_grad for module in modules for p in module.parameters()):
+            raise ConfigError(f"train.fsdp=true: {type(model).__name__}.fsdp_modules() has no trainable parameters "
+                              f"to shard: set train.fsdp=false")
+        for module in modules:
+            shard_model(module, device_type=device.type)
+        return True
+
     def _restore(self, folder: Path) -> list[dict[str, Any]]:
         """Load weights, optimizer/EMA state, RNG and data position from a checkpoint; returns the log history."""
         state = ckpt.read_state(folder)
-        ckpt.load_weights(self.model, folder, ema=False)
+        if self.sharded:  # whole tensors in the checkpoint: each process keeps its piece
+            like = self.model.state_dict()
+            self.model.load_state_dict(shard_state(ckpt.read_tensors(folder, ckpt.MODEL_FILE), like))
+        else:
+            ckpt.load_weights(self.model, folder, ema=False)
         tensors = ckpt.read_tensors(folder, ckpt.OPTIM_FILE)
         saved_groups = state.get("optimizers", {})
         if list(saved_groups) != list(self.optimizers):
             raise ckpt.CheckpointError(f"{folder / ckpt.STATE_FILE} has optimizer groups {list(saved_groups)}, "
                                        f"but the model has {list(self.optimizers)}")
+        if self.sharded:
+            tensors = shard_state(tensors, self._optimizer_tensor_layout(tensors))
         for group, optimizer in self.optimizers.items():
             ckpt.load_optimizer_state(optimizer, group, tensors, saved_groups[group])
         if self.ema is not None:
             if (folder / ckpt.EMA_FILE).is_file():
-                self.ema.load_state_dict(ckpt.read_tensors(folder, ckpt.EMA_FILE), state["ema_num_updates"])
+                shadow = ckpt.read_tensors(folder, ckpt.EMA_FILE)
+                shadow = shard_state(shadow, self.ema.shadow) if self.sharded else shadow
+                self.ema.load_state_dict(shadow, state["ema_num_updates"])
             else:
                 warnings.warn(f"{folder} has no {ckpt.EMA_FILE}: EMA restarts from the current weights", stacklevel=3)
         self.step = int(state["step"])
@@ -194,25 +236,42 @@ class Trainer:
         self._stream = ResumableLoader(self.train_dataloader, position["epoch"], position["batch_in_epoch"])
         return list(state.get("logs", []))
 
+    def _optimizer_tensor_layout(self, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """For each saved optimizer tensor "<group>/<index>/<name>" shaped like its parameter (AdamW's moments),
+        that parameter: the moments are sharded as the weights are (the step counters are not)."""
+        layout = {}
+        for key, tensor in tensors.items():
+            group, index, _ = (key.split("/", 2) + ["", ""])[:3]
+            params = self._groups.get(group, [])
+            if index.isdigit() and int(index) < len(params) and tensor.shape == params[int(index)].shape:
+                layout[key] = params[int(index)]
+        return layout
+
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> Path | None:
         """Write <out_dir>/checkpoints/last (rank 0 only; every process must call it)."""
         rng_tensors, rng_state = ckpt.capture_rng_state()
         gathered = gather_objects((rng_tensors, rng_state), self.dist.world_size)
-        checksums = gather_objects(model_checksum(self.model), self.dist.world_size) \
-            if self.dist.world_size > 1 else None
-        if checksums is not None and len(set(checksums)) > 1:
-            warnings.warn(f"replicas differ at step {self.step}: checksums {checksums}", stacklevel=2)
+        model, optimizers, ema_state, checksums = self.model, self.optimizers, None, None
+        if self.sharded:  # whole tensors: every process joins the gathers, rank 0 keeps them
+            keep = self.dist.is_main
+            model = full_tensors(self.model.state_dict(), keep)
+            optimizers = {group: full_optimizer_state(opt, keep) for group, opt in self.optimizers.items()}
+            ema_state = full_tensors(self.ema.state_dict(), keep) if self.ema is not None else None
+        elif self.dist.world_size > 1:
+            checksums = gather_objects(model_checksum(self.model), self.dist.world_size)
+            if len(set(checksums)) > 1:
+                warnings.warn(f"replicas differ at step {self.step}: checksums {checksums}", stacklevel=2)
         if not self.dist.is_main:
             return None
         extra_tensors = {f"rng/rank{r}/{k}": v for r, (tensors, _) in enumerate(gathered) for k, v in tensors.items()}
         extra_state = {"rng": {f"rank{r}": s for r, (_, s) in enumerate(gathered)},
                        "data": self._stream.position() if self._stream is not None else None,
                        "world_size": self.dist.world_size, "replica_checksums": checksums, "logs": self.history}
-        return ckpt.save_checkpoint(self.checkpoint_dir, self.model, self.full_config, self.step,
-                                    optimizers=self.optimizers, ema=self.ema, extra_tensors=extra_tensors,
-                                    extra_state=extra_state)
+        return ckpt.save_checkpoint(self.checkpoint_dir, model, self.full_config, self.step,
+                                    optimizers=optimizers, ema=self.ema, extra_tensors=extra_tensors,
+                                    extra_state=extra_state, ema_state=ema_state)
 
     # ------------------------------------------------------------------ the loop
 
@@ -245,13 +304,14 @@ class Trainer:
                     value = value.detach().float() if isinstance(value, torch.Tensor) else float(value)
                     named[key] = named.get(key, 0.0) + value / len(batches)
             params = self._groups[group]
-            bad_anywhere = average_gradients(params, (~finite).float(), self.dist.world_size) > 0
+            bad_anywhere = average_gradients(self._replicated[group], (~finite).float(), self.dist.world_size) > 0
             first = bad_anywhere & (self._diverged_at < 0)  # new_full: filled on the device, no host copy
             self._diverged_at = torch.where(first, self._diverged_at.new_full((), step), self._diverged_at)
             self._diverged_group_id = torch.where(first, self._diverged_at.new_full((), self._group_ids.index(group)),
                                                   self._diverged_group_id)
             if cfg.grad_clip > 0:  # clip first, then step: the update sees the clipped gradient
-                named[f"grad_norm/{group}"] = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).detach()
+                clip = clip_grad_norm if self.sharded else torch.nn.utils.clip_grad_norm_
+                named[f"grad_norm/{group}"] = clip(params, cfg.grad_clip).detach()
             optimizer.step()
             named[f"lr/{group}"] = lr
             logs.update({(f"{group}/{k}" if k in logs else k): v for k, v in named.items()})
@@ -298,8 +358,12 @@ class Trainer:
 
     @torch.no_grad()
     def write_samples(self) -> Path | None:
-        """Save a grid of `model.sample_images` (EMA weights when kept) for the current step."""
-        if not (self.dist.is_main and callable(getattr(self.model, "sample_images", None))):
+        """Save a grid of `model.sample_images` (EMA weights when kept) for the current step.
+
+        Rank 0 samples and saves; a sharded model samples on every process (each forward gathers the
+        weights from all of them), with the same seed, and rank 0 saves.
+        """
+        if not ((self.dist.is_main or self.sharded) and callable(getattr(self.model, "sample_images", None))):
             return None
         generator = torch.Generator(self.device).manual_seed(self.config.seed)
         was_training = self.model.training

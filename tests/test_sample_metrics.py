@@ -293,7 +293,7 @@ def test_sample_like_conditions_each_sample_on_its_real_item():
         sample_like(ldm, {"image": items["image"]}, 5, progress=False)
 
 
-def test_minildm_eval_writes_every_metric_with_the_extractor_named(tmp_path, capsys):
+def test_minildm_eval_writes_every_metric_with_the_extractor_named(tmp_path, capsys, monkeypatch):
     from minildm.cli import main
 
     out = tmp_path / "eval.json"
@@ -307,6 +307,9 @@ def test_minildm_eval_writes_every_metric_with_the_extractor_named(tmp_path, cap
                 "memorized_fraction"):
         assert math.isfinite(result[key]), key
     assert "| features | judge-shapes |" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)  # --json without a file: outputs/eval/<model>.json
+    assert main(["eval", "shapes-ldm", "--n", "12", "--steps", "1", "--metrics", "fd,pr", "--json", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "outputs" / "eval" / "shapes-ldm.json").read_text())["n_fake"] == 12
     assert main(["eval", "shapes-ldm", "--metrics", "fid"]) == 2
     assert main(["eval", "judge-shapes", "--n", "20"]) == 2
     assert "cannot sample" in capsys.readouterr().err

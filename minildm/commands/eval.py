@@ -1,4 +1,4 @@
-"""`minildm eval MODEL [--n 1000] [--metrics fd,kid,is,pr,dc,memorization] [--features NAME] [--json FILE]`.
+"""`minildm eval MODEL [--n 1000] [--metrics fd,kid,is,pr,dc,memorization] [--features NAME] [--json [FILE]]`.
 
 Compares the first `--n` real images of the `--split` (test) split of the model's dataset with as many
 samples of a latent diffusion model (a course checkpoint name such as shapes-ldm or digits-ldm, a copied
@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise and of KID's subsets")
     parser.add_argument("--batch-size", type=int, default=250, help="images per sampling batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    parser.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON to FILE")
+    parser.add_argument("--json", nargs="?", const="", default=None, metavar="FILE",
+                        help="write the results as JSON to FILE (without FILE: outputs/eval/MODEL.json)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
@@ -120,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
               "seed": args.seed, "sampling_s": sampling[0], "sampling_cpu_s": sampling[1],
               "total_s": time.perf_counter() - start, "total_cpu_s": time.process_time() - cpu_start}
     print(format_table(result))
-    if args.json:
-        out = Path(args.json)
+    if args.json is not None:
+        out = Path(args.json or f"outputs/eval/{Path(str(args.checkpoint)).name}.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {out}")

@@ -6,7 +6,8 @@ A model is an nn.Module with
     sample_images(n, generator=None) -> (N, C, H, W) in [-1, 1]   optional (periodic sample grids)
     on_fit_start(trainer) / on_fit_end(trainer)                   optional hooks
     fsdp_modules() -> [modules]                                    optional (train.fsdp: what to shard; default the
-                                                                   model, whose forward training_step must call)
+                                                                   model; training_step and sample_images must
+                                                                   reach them through their forward)
 
 One optimizer step s (0-based) does, for each group in order: zero all gradients, run
 `training_step` on `grad_accum` micro-batches and backpropagate loss / grad_accum,

@@ -9,6 +9,11 @@ This is what torch's DistributedDataParallel does in its backward hooks; the tra
 calls the all-reduce itself because models expose `training_step` (not `forward`) and
 GAN models step several optimizer groups per step.
 
+Fully sharded (`shard_model`, train.fsdp): each process keeps only a piece of every parameter,
+gradient and optimizer state; the helpers below gather whole tensors for checkpoints
+(`full_tensors`), hand each process its piece again on resume (`shard_state`) and clip a
+gradient norm whose pieces live on different processes (`clip_grad_norm`).
+
 Only rank 0 writes logs and checkpoints; on resume every process reads the checkpoint,
 so a multi-node job needs `out_dir` on a filesystem all nodes share.
 """

@@ -63,9 +63,10 @@ def test_box_iou():
 def test_caption_faithfulness_is_high_on_real_images_and_low_on_wrong_captions(judge):
     right = caption_faithfulness(judge, IMAGES, CAPTIONS, DATA.class_names)
     assert right["single_objects"] >= 0.95 and right["multi_objects"] >= 0.9 and right["multi_relation"] >= 0.85
+    assert right["multi_relation_colours"] >= 0.85
     assert right["single_count"] + right["multi_count"] == 80
     wrong = caption_faithfulness(judge, IMAGES.roll(1, dims=0), CAPTIONS, DATA.class_names)  # captions of others
-    assert wrong["single_objects"] < 0.3 and wrong["multi_objects"] < 0.3
+    assert wrong["single_objects"] < 0.3 and wrong["multi_objects"] < 0.3 and wrong["multi_relation_colours"] < 0.5
 
 
 def test_layout_fidelity_is_high_on_real_images_and_drops_with_moved_boxes(judge):

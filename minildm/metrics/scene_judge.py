@@ -140,17 +140,21 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
 def judge_caption(judge: torch.nn.Module, image: torch.Tensor, caption: str,
                   class_names: Sequence[str]) -> dict[str, bool]:
     """One image against its caption: {"objects" (every named colour-and-kind there), "colours" (every
-    named colour there), "relation" (every stated relation right; True when the caption states none)}."""
+    named colour there), "relation" (every stated relation right between the objects of the named colour
+    and kind), "relation_colours" (the same between the largest objects of the named colours, kinds
+    ignored); a caption that states no relation counts as right}."""
     names, relations = parse_caption(caption, kinds=sorted({n.split()[1] for n in class_names}))
     found = find_objects(image)
     judged = judge_objects(judge, image, found, class_names)
     matches = [[o for o, j in zip(found, judged) if j == name] for name in names]  # largest first
     colours = {o.colour for o in found}
     result = {"objects": all(matches), "colours": all(n.split()[0] in colours for n in names)}
-    main = matches[0][0] if matches[0] else None
-    companions = [next((o for o in m if o is not main), None) for m in matches[1:]]  # not the main one again
-    result["relation"] = all(main is not None and other is not None and relation(main.centre, other.centre) == rel
-                             for other, rel in zip(companions, relations))
+    by_colour = [[o for o in found if o.colour == name.split()[0]] for name in names]
+    for key, candidates in (("relation", matches), ("relation_colours", by_colour)):
+        main = candidates[0][0] if candidates[0] else None
+        companions = [next((o for o in c if o is not main), None) for c in candidates[1:]]  # not the main one again
+        result[key] = all(main is not None and other is not None and relation(main.centre, other.centre) == rel
+                          for other, rel in zip(companions, relations))
     return result
 
 
@@ -176,7 +180,8 @@ def judge_layout(judge: torch.nn.Module, image: torch.Tensor, boxes: torch.Tenso
 def caption_faithfulness(judge: torch.nn.Module, images: torch.Tensor, captions: Sequence[str],
                          class_names: Sequence[str]) -> dict[str, float]:
     """Rates over images: single-object captions ("single_objects": colour and kind right) and two-or-more-object
-    captions ("multi_objects", "multi_colours", "multi_relation"), with the counts of each."""
+    captions ("multi_objects", "multi_colours", "multi_relation", "multi_relation_colours"; see `judge_caption`),
+    with the counts of each."""
     judge.eval()
     rows = [(len(parse_caption(c)[0]), judge_caption(judge, image, c, class_names))
             for image, c in zip(images, captions)]
@@ -188,7 +193,8 @@ def caption_faithfulness(judge: torch.nn.Module, images: torch.Tensor, captions:
 
     return {"single_objects": rate(single, "objects"), "single_count": len(single),
             "multi_objects": rate(multi, "objects"), "multi_colours": rate(multi, "colours"),
-            "multi_relation": rate(multi, "relation"), "multi_count": len(multi)}
+            "multi_relation": rate(multi, "relation"), "multi_relation_colours": rate(multi, "relation_colours"),
+            "multi_count": len(multi)}
 
 
 def layout_fidelity(judge: torch.nn.Module, images: torch.Tensor, boxes: torch.Tensor, box_labels: torch.Tensor,

@@ -116,20 +116,23 @@ TRAINER_SCRIPT = textwrap.dedent("""
         return ToyRegressor(**TOY["params"])
 
     data = ToyRegressionDataset(size=8, length=64)
-    fit("ddp", toy(), data, 4, grad_clip=0.05)  # small clip: every step is clipped
-    sharded = fit("fsdp", toy(), data, 4, grad_clip=0.05, fsdp=True)
+    # small clip: every step is clipped; 2 micro-batches: sharded gradients accumulate
+    fit("ddp", toy(), data, 4, grad_clip=0.05, grad_accum=2)
+    sharded = fit("fsdp", toy(), data, 4, grad_clip=0.05, grad_accum=2, fsdp=True)
     gathered = full_tensors(sharded.model.state_dict(), keep=info.is_main)  # a collective: both ranks
     local = sum(p.to_local().numel() for p in sharded.model.parameters())
-    fit("resumed", toy(), data, 2, grad_clip=0.05, fsdp=True)
-    fit("resumed", toy(), data, 4, resume=True, grad_clip=0.05, fsdp=True)
+    fit("resumed", toy(), data, 2, grad_clip=0.05, grad_accum=2, fsdp=True)
+    fit("resumed", toy(), data, 4, resume=True, grad_clip=0.05, grad_accum=2, fsdp=True)
 
-    def ldm():  # a tiny pixel-space UNet: sampling a sharded model needs every rank
+    def ldm():  # a tiny pixel-space UNet (sharded) and a class embedding (trained, not sharded)
         torch.manual_seed(0)
         unet = dict(in_channels=3, out_channels=3, model_channels=16, channel_mult=(1, 2), num_res_blocks=1,
-                    attention_resolutions=(2,), num_heads=2, norm_num_groups=8)
-        return LatentDiffusion(unet=unet, image_size=8, sampler="ddim", sample_steps=3)
+                    attention_resolutions=(2,), num_heads=2, context_dim=16, norm_num_groups=8)
+        conditioner = {"type": "class", "num_classes": 3, "embed_dim": 16, "mode": "crossattn"}
+        return LatentDiffusion(unet=unet, conditioner=conditioner, image_size=8, sampler="ddim", sample_steps=3)
 
-    latents = LatentDataset(torch.randn(32, 3, 8, 8, generator=torch.Generator().manual_seed(0)), {})
+    generator = torch.Generator().manual_seed(0)
+    latents = LatentDataset(torch.randn(32, 3, 8, 8, generator=generator), {"label": torch.arange(32) % 3})
     fit("ldm-ddp", ldm(), latents, 2, sample_every=2, num_samples=4)
     fit("ldm-fsdp", ldm(), latents, 2, sample_every=2, num_samples=4, fsdp=True)
     if info.is_main:
@@ -179,6 +182,8 @@ def test_fsdp_training_equals_data_parallel(runs):
     optim_ddp, optim_fsdp = (checkpoint_tensors(r, ckpt.OPTIM_FILE) for r in (runs / "ddp", runs / "fsdp"))
     moments = [k for k in optim_ddp if k.startswith("model/")]
     assert len(moments) == 3 * 4  # step, exp_avg, exp_avg_sq for each of the 4 parameters
+    # 4 steps x 2 micro-batches = 8 batches of 2 ranks x 8 items; 64 items = 4 batches per epoch
+    assert fsdp["data"] == ddp["data"] == {"epoch": 1, "batch_in_epoch": 4}
     assert_close({k: optim_ddp[k] for k in moments}, {k: optim_fsdp[k] for k in moments}, 1e-6)
     torch.manual_seed(0)
     initial = ToyRegressor(in_features=8, hidden=16).net[0].weight.detach()
@@ -203,14 +208,20 @@ def test_fsdp_resume_equals_the_uninterrupted_run(runs):
 
 
 def test_fsdp_samples_on_every_rank_and_rank0_saves(runs):
+    # sampling (class-conditional, guided, EMA weights) runs on both ranks; only rank 0 wrote a grid
     assert json.loads((runs / "rank1.json").read_text())["samples"] == sorted(
         str(p.relative_to(runs)).split("/")[-1] for p in runs.glob("*/samples/*"))
     grids = [np.asarray(Image.open(runs / name / "samples" / "step_0000002.png"), dtype=np.int16)
              for name in ("ldm-ddp", "ldm-fsdp")]
     assert grids[0].std() > 10  # an image, not a blank
     assert np.abs(grids[0] - grids[1]).max() <= 1  # the same samples (up to rounding to 8 bits)
-    assert_close(checkpoint_tensors(runs / "ldm-ddp", ckpt.MODEL_FILE),
-                 checkpoint_tensors(runs / "ldm-fsdp", ckpt.MODEL_FILE), 1e-5)
+    # the UNet sharded, the class embedding replicated (its gradient averaged by the trainer): as plain DDP
+    for filename in (ckpt.MODEL_FILE, ckpt.EMA_FILE):
+        assert_close(checkpoint_tensors(runs / "ldm-ddp", filename), checkpoint_tensors(runs / "ldm-fsdp", filename),
+                     1e-5)
+    ddp, fsdp = (ckpt.read_state(runs / name / "checkpoints" / "last")["logs"] for name in ("ldm-ddp", "ldm-fsdp"))
+    for a, b in zip(ddp, fsdp, strict=True):
+        assert abs(a["loss"] - b["loss"]) < 1e-5 and abs(a["grad_norm/model"] - b["grad_norm/model"]) < 1e-4
 
 
 def test_fsdp_is_ignored_in_one_process(tmp_path):

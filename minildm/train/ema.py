@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 
 class EMA:
@@ -40,9 +41,13 @@ class EMA:
         decay = self.current_decay()
         self.num_updates += 1
         params = dict(model.named_parameters())
-        shadows = list(self.shadow.values())
-        current = [params[name].detach().to(shadow.dtype) for name, shadow in self.shadow.items()]
-        torch._foreach_lerp_(shadows, current, 1.0 - decay)  # one multi-tensor call for every shadow
+        # one multi-tensor call for every shadow; two when some are sharded (DTensors, train.fsdp) and some
+        # whole, as torch's multi-tensor ops take one kind or the other
+        for sharded in (False, True):
+            names = [name for name, shadow in self.shadow.items() if isinstance(shadow, DTensor) == sharded]
+            if names:
+                current = [params[name].detach().to(self.shadow[name].dtype) for name in names]
+                torch._foreach_lerp_([self.shadow[name] for name in names], current, 1.0 - decay)
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:

@@ -20,6 +20,7 @@ import math
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from minildm.train.config import ConfigError, TrainConfig
 
@@ -60,7 +61,12 @@ def _implementation(params: list[nn.Parameter]) -> dict[str, bool]:
     """Fused AdamW when every parameter is a floating CUDA tensor; else the multi-tensor (foreach) one.
 
     Same update either way; both avoid the per-tensor Python loop that torch picks by default on the CPU.
+    A group that mixes sharded parameters (DTensors, train.fsdp) with whole ones takes the per-tensor
+    loop: torch's multi-tensor kernels take one kind or the other, not both.
     """
+    sharded = [isinstance(p, DTensor) for p in params]
+    if any(sharded) and not all(sharded):
+        return {"foreach": False}
     if params and all(p.is_cuda and p.is_floating_point() for p in params):
         return {"fused": True}
     return {"foreach": True}

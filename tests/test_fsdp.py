@@ -123,6 +123,8 @@ TRAINER_SCRIPT = textwrap.dedent("""
     local = sum(p.to_local().numel() for p in sharded.model.parameters())
     fit("resumed", toy(), data, 2, grad_clip=0.05, grad_accum=2, fsdp=True)
     fit("resumed", toy(), data, 4, resume=True, grad_clip=0.05, grad_accum=2, fsdp=True)
+    fit("switched", toy(), data, 2, grad_clip=0.05, grad_accum=2)  # replicas, then sharded from its checkpoint
+    fit("switched", toy(), data, 4, resume=True, grad_clip=0.05, grad_accum=2, fsdp=True)
 
     def ldm():  # a tiny pixel-space UNet (sharded) and a class embedding (trained, not sharded)
         torch.manual_seed(0)
@@ -205,6 +207,9 @@ def test_fsdp_resume_equals_the_uninterrupted_run(runs):
         assert_close(checkpoint_tensors(straight, filename), checkpoint_tensors(resumed, filename), atol=0.0)
     a, b = (ckpt.read_state(r / "checkpoints" / "last") for r in (straight, resumed))
     assert b["step"] == 4 and a["logs"] == b["logs"] and a["data"] == b["data"]
+    # a run started with replicas continues sharded from its checkpoint (the same format either way)
+    for filename in (ckpt.MODEL_FILE, ckpt.EMA_FILE):
+        assert_close(checkpoint_tensors(straight, filename), checkpoint_tensors(runs / "switched", filename), 1e-6)
 
 
 def test_fsdp_samples_on_every_rank_and_rank0_saves(runs):

@@ -141,8 +141,6 @@ TRAINER_SCRIPT = textwrap.dedent("""
         save_file(gathered, str(out / "gathered.safetensors"))
         total = sum(p.numel() for p in toy().parameters())
         json.dump({"local": local, "total": total}, open(out / "sizes.json", "w"))
-    else:
-        json.dump({"samples": sorted(p.name for p in out.glob("*/samples/*"))}, open(out / "rank1.json", "w"))
     shutdown(info)
 """)
 
@@ -212,10 +210,10 @@ def test_fsdp_resume_equals_the_uninterrupted_run(runs):
         assert_close(checkpoint_tensors(straight, filename), checkpoint_tensors(runs / "switched", filename), 1e-6)
 
 
-def test_fsdp_samples_on_every_rank_and_rank0_saves(runs):
-    # sampling (class-conditional, guided, EMA weights) runs on both ranks; only rank 0 wrote a grid
-    assert json.loads((runs / "rank1.json").read_text())["samples"] == sorted(
-        str(p.relative_to(runs)).split("/")[-1] for p in runs.glob("*/samples/*"))
+def test_fsdp_samples_on_every_rank(runs):
+    # sampling (class-conditional, guided, EMA weights) with the UNet sharded needs both ranks (rank 0 alone would
+    # wait forever for rank 1's pieces); the grid rank 0 saved is the one plain data parallelism saves
+    assert sorted(p.name for p in (runs / "ldm-fsdp" / "samples").iterdir()) == ["step_0000002.png"]
     grids = [np.asarray(Image.open(runs / name / "samples" / "step_0000002.png"), dtype=np.int16)
              for name in ("ldm-ddp", "ldm-fsdp")]
     assert grids[0].std() > 10  # an image, not a blank

@@ -248,3 +248,22 @@ def test_shipped_text_and_layout_checkpoints_follow_their_conditions(name):
                             generator=torch.Generator().manual_seed(0))
         scores = layout_fidelity(judge, images, boxes, box_labels, data.class_names)
         assert scores["box_accuracy"] >= 0.6 and scores["mean_iou"] >= 0.4
+
+
+def test_fourier_corner_embedding_places_nearby_cells_close():
+    from minildm.conditioning.layout import fourier_features
+
+    near = (fourier_features(torch.tensor(0.0), torch.tensor(0.0), 4)
+            - fourier_features(torch.tensor(1 / 15), torch.tensor(0.0), 4)).norm()
+    far = (fourier_features(torch.tensor(0.0), torch.tensor(0.0), 4)
+           - fourier_features(torch.tensor(0.6), torch.tensor(0.6), 4)).norm()
+    assert near < 0.5 * far
+    layout = LayoutConditioner(18, grid_size=16, embed_dim=16, depth=1, heads=2, corner_embedding="fourier").eval()
+    tokens = layout.tokens(BOXES, BOX_LABELS)
+    vectors = layout.embed(tokens)  # (1, 9, 16)
+    assert torch.equal(vectors[0, 0], layout.token_embedding.weight[3])  # class tokens: the lookup table
+    again = layout.embed(tokens.clone())
+    assert torch.equal(vectors, again) and layout.encode(layout.prepare(
+        {"boxes": BOXES, "box_labels": BOX_LABELS}))["context"].shape == (1, 12, 16)
+    with pytest.raises(ValueError, match="corner_embedding"):
+        LayoutConditioner(18, corner_embedding="sinusoid")

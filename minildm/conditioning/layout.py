@@ -19,10 +19,17 @@ the same ids 0..8191; here they get separate ranges of one vocabulary, so a toke
     C + S*S                  padding (no object)
 
 The null layout for classifier-free guidance is "no objects": every token is padding.
+
+How a token becomes a vector (`corner_embedding`): "lookup" gives every token its own learned vector,
+as the original does; a grid token then says nothing about its neighbours until training has seen
+it many times. "fourier" keeps the tokens but embeds a grid token from its cell's coordinates,
+Fourier features [sin, cos](2^k pi x), [sin, cos](2^k pi y) through a linear layer, so nearby cells
+start out with similar vectors: a small model learns to place objects in minutes instead of hours.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +60,13 @@ def box_tokens(boxes: torch.Tensor, box_labels: torch.Tensor, num_classes: int, 
     return tokens.flatten(1)  # (B, N, 3) -> (B, 3N)
 
 
+def fourier_features(x: torch.Tensor, y: torch.Tensor, num_frequencies: int) -> torch.Tensor:
+    """Coordinates (...) in [0, 1] -> (..., 4F): sin and cos of 2^k pi x and 2^k pi y, k = 0 .. F-1."""
+    freqs = math.pi * 2.0 ** torch.arange(num_frequencies, device=x.device)  # (F,)
+    angles = torch.cat([x[..., None] * freqs, y[..., None] * freqs], dim=-1)  # (..., 2F)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
 def shuffle_objects(boxes: torch.Tensor, box_labels: torch.Tensor, generator: torch.Generator | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The objects of each layout in a random order (its own permutation per item), boxes and labels alike."""
@@ -70,16 +84,23 @@ class LayoutConditioner(Conditioner):
         embed_dim: width of the tokens = the UNet's context_dim.
         depth, heads: transformer layers and attention heads.
         shuffle: shuffle the objects of each layout in training (taming-transformers does).
+        corner_embedding: "lookup" (a learned vector per token, as the original) or "fourier" (grid tokens
+            embedded from their coordinates, see the module docstring).
     """
 
     keys = ("boxes", "box_labels")
 
     def __init__(self, num_classes: int, grid_size: int = 16, max_objects: int = 4, embed_dim: int = 64,
-                 depth: int = 2, heads: int = 4, shuffle: bool = True):
+                 depth: int = 2, heads: int = 4, shuffle: bool = True, corner_embedding: str = "lookup"):
         super().__init__()
+        if corner_embedding not in ("lookup", "fourier"):
+            raise ValueError(f"corner_embedding must be 'lookup' or 'fourier', got {corner_embedding!r}")
+        self.corner_embedding = corner_embedding
         self.num_classes, self.grid_size, self.max_objects, self.shuffle = num_classes, grid_size, max_objects, shuffle
         self.pad_token = num_classes + grid_size * grid_size
-        self.token_embedding = nn.Embedding(self.pad_token + 1, embed_dim)
+        self.token_embedding = nn.Embedding(self.pad_token + 1, embed_dim)  # grid rows unused with "fourier"
+        self.num_frequencies = max(1, math.ceil(math.log2(grid_size)))
+        self.corner_proj = nn.Linear(4 * self.num_frequencies, embed_dim) if corner_embedding == "fourier" else None
         self.position_embedding = nn.Parameter(0.02 * torch.randn(3 * max_objects, embed_dim))
         layer = nn.TransformerEncoderLayer(embed_dim, heads, dim_feedforward=4 * embed_dim, dropout=0.0,
                                            activation="gelu", batch_first=True, norm_first=True)
@@ -119,5 +140,17 @@ class LayoutConditioner(Conditioner):
         if self.training and self.shuffle:
             boxes, box_labels = shuffle_objects(boxes, box_labels)
         tokens = self.tokens(boxes, box_labels)  # (B, N, 4), (B, N) -> (B, 3N)
-        h = self.token_embedding(tokens) + self.position_embedding[: tokens.shape[1]]  # (B, 3N, D)
+        h = self.embed(tokens) + self.position_embedding[: tokens.shape[1]]  # (B, 3N, D)
         return {"context": self.final_norm(self.transformer(h))}
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, L) -> vectors (B, L, D): a learned lookup, grid tokens from their coordinates with "fourier"."""
+        h = self.token_embedding(tokens)  # (B, L, D)
+        if self.corner_proj is None:
+            return h
+        S, C = self.grid_size, self.num_classes
+        is_grid = (tokens >= C) & (tokens < self.pad_token)  # (B, L)
+        cell = (tokens - C).clamp(0, S * S - 1)
+        x, y = (cell % S).float() / (S - 1), (cell // S).float() / (S - 1)  # the cell's coordinates in [0, 1]
+        corners = self.corner_proj(fourier_features(x, y, self.num_frequencies))  # (B, L, D)
+        return torch.where(is_grid[..., None], corners, h)

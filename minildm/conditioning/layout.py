@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 
 from minildm.conditioning.base import Conditioner
+from minildm.utils import rand
 
 
 def grid_tokens(x: torch.Tensor, y: torch.Tensor, grid_size: int) -> torch.Tensor:
@@ -70,7 +71,7 @@ def fourier_features(x: torch.Tensor, y: torch.Tensor, num_frequencies: int) -> 
 def shuffle_objects(boxes: torch.Tensor, box_labels: torch.Tensor, generator: torch.Generator | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The objects of each layout in a random order (its own permutation per item), boxes and labels alike."""
-    order = torch.rand(box_labels.shape, generator=generator).argsort(dim=1).to(box_labels.device)  # (B, N)
+    order = rand(box_labels.shape, generator, device=box_labels.device).argsort(dim=1)  # (B, N), any device
     return boxes.gather(1, order[..., None].expand_as(boxes)), box_labels.gather(1, order)
 
 

@@ -9,6 +9,10 @@ added by the forward process; samples are drawn in latent space and decoded, x~ 
 
 `latent_diffusion_loss` computes it for given t, noise and labels; `training_step` draws them.
 
+Concat conditioning (inpainting, super-resolution, semantic maps; see minildm.conditioning.concat)
+feeds a spatial map c to the UNet beside z_t, eps_theta([z_t ; c], t): the UNet's in_channels are the
+latent channels plus the map's, and the sampled images take the map's size.
+
 Pixel-space diffusion is the same class with `first_stage=None` (an identity first stage),
 so the course compares pixels and latents through one code path.
 
@@ -27,13 +31,10 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from minildm.autoencoder import FirstStage, check_first_stage
-from minildm.conditioning import (ClassConditioner, Conditioner, FrozenCLIPTextConditioner, LayoutConditioner,
-                                  TextConditioner)
+from minildm.conditioning import ClassConditioner, build_conditioner
 from minildm.diffusion import NoiseSchedule, cfg_model, diffusion_loss, q_sample, sample as run_sampler
 from minildm.unet import UNetModel
 
-CONDITIONERS: dict[str, type[Conditioner]] = {"class": ClassConditioner, "text": TextConditioner,
-                                              "layout": LayoutConditioner, "clip": FrozenCLIPTextConditioner}
 LDM_SCHEDULE = {"name": "scaled_linear", "num_timesteps": 1000, "beta_start": 0.0015, "beta_end": 0.0195}
 """The paper's LDM noise schedule (LDM App. E / CompVis configs: `linear_start: 0.0015, linear_end: 0.0195`,
 CompVis "linear" = diffusers "scaled_linear"). Stable Diffusion uses scaled_linear 0.00085 .. 0.012,
@@ -106,22 +107,6 @@ class LatentDataset(Dataset):
         return self
 
 
-def build_conditioner(spec: Mapping[str, Any] | nn.Module | None) -> nn.Module | None:
-    """{"type": "class" | "text" | "layout" | "clip", **the conditioner's arguments} -> conditioner (see CONDITIONERS).
-
-    e.g. {"type": "class", "num_classes": 18, "embed_dim": 64, "mode": "crossattn"},
-    {"type": "text", "vocabulary": [...], "max_length": 16}, {"type": "layout", "num_classes": 18},
-    {"type": "clip"} (Stable Diffusion v1's frozen CLIP text encoder, random weights until loaded).
-    """
-    if spec is None or isinstance(spec, nn.Module):  # none, or one already built (e.g. a loaded CLIP encoder)
-        return spec
-    spec = dict(spec)
-    kind = spec.pop("type", None)
-    if kind not in CONDITIONERS:
-        raise ValueError(f"unknown conditioner type {kind!r}; valid types: {', '.join(CONDITIONERS)}")
-    return CONDITIONERS[kind](**spec)
-
-
 def latent_diffusion_loss(model: LatentDiffusion, z0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor,
                           labels: torch.Tensor | Mapping[str, Any] | None = None,
                           drop_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -147,11 +132,12 @@ class LatentDiffusion(nn.Module):
     """The LDM of Rombach et al. (2022): diffusion in the latent space of a frozen autoencoder.
 
     Args:
-        unet: keyword arguments of `UNetModel` (in_channels must equal the latent channels), or a built UNetModel
+        unet: keyword arguments of `UNetModel` (out_channels = the latent channels; in_channels = those plus the
+            conditioner's concat_channels), or a built UNetModel
             (a loader that fills it with released weights builds it on the meta device first).
         first_stage: the frozen autoencoder (see `as_first_stage`; None = pixel-space diffusion). In a config,
             a course checkpoint name, a run folder or {"target", "params"}, loaded by minildm.pretrained.build_model.
-        conditioner: see `build_conditioner` (None = unconditional).
+        conditioner: see `minildm.conditioning.build_conditioner` (None = unconditional).
         image_size: size of the images in pixels; latents are image_size / f.
         schedule: {"name", "num_timesteps", "beta_start", "beta_end"} of `NoiseSchedule.from_name`; keys not
             given come from LDM_SCHEDULE (the paper's LDMs: scaled_linear 0.0015 .. 0.0195, T = 1000).
@@ -204,7 +190,15 @@ class LatentDiffusion(nn.Module):
         f = self.first_stage.downsampling_factor
         if image_size % f:
             raise ValueError(f"image_size {image_size} is not divisible by the first stage's factor f = {f}")
-        self.latent_shape = (self.unet.in_channels, image_size // f, image_size // f)
+        concat = 0
+        if self.conditioner is not None:
+            self.conditioner.bind(self.first_stage)
+            concat = self.conditioner.concat_channels
+        if self.unet.in_channels != self.unet.out_channels + concat:
+            raise ValueError(f"the UNet's in_channels must be the latent channels (out_channels = "
+                             f"{self.unet.out_channels}) plus the conditioner's concatenated channels ({concat}): "
+                             f"{self.unet.out_channels + concat}, got {self.unet.in_channels}")
+        self.latent_shape = (self.unet.out_channels, image_size // f, image_size // f)
 
     def train(self, mode: bool = True) -> LatentDiffusion:
         """The first stage stays frozen in eval mode whatever the trainer asks."""
@@ -250,13 +244,14 @@ class LatentDiffusion(nn.Module):
                        keys: tuple[str, ...] | None = None) -> LatentDataset:
         """Encode the first `num_items` images of `dataset` once (see `LatentDataset`), `batch_size` at a time.
 
-        The items' condition keys (default: the conditioner's, e.g. "label" or "caption") are kept beside
-        the latents, prepared by the conditioner once (captions become token ids).
+        The items' condition keys (default: what the conditioner reads from the dataset, e.g. "label",
+        "caption", or "image" for a concat conditioner) are kept beside the latents, prepared by the
+        conditioner once where it reads exactly them (captions become token ids).
         """
         from tqdm.auto import tqdm
 
         if keys is None:
-            keys = self.conditioner.keys if self.conditioner is not None else ()
+            keys = self.conditioner.dataset_keys if self.conditioner is not None else ()
         n = len(dataset) if num_items is None else min(num_items, len(dataset))
         latents, extras = [], {k: [] for k in keys}
         for start in tqdm(range(0, n, batch_size), desc="encoding latents", leave=False):
@@ -274,8 +269,8 @@ class LatentDiffusion(nn.Module):
         """A condition as the conditioner reads it, on the model's device: raw values -> tensors.
 
         `cond` is a dict keyed by dataset item keys ({"label": (B,)}, {"caption": [B strings]},
-        {"boxes": (B, N, 4), "box_labels": (B, N)}), a tensor (shorthand for the conditioner's one key,
-        e.g. class labels) or None (unconditional).
+        {"boxes": (B, N, 4), "box_labels": (B, N)}, {"image", "mask"}, {"low_res"}, {"segmentation"}),
+        a tensor (shorthand for the conditioner's one key, e.g. class labels) or None (unconditional).
         """
         if self.conditioner is None or cond is None:
             return None
@@ -300,14 +295,18 @@ class LatentDiffusion(nn.Module):
     def model_output(self, z_t: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
         """eps_theta(z_t, t, tau(y)) (or x0 / v, following `objective`), in z_t's dtype.
 
+        A "concat" map in `cond` (concat conditioning) joins z_t along the channels: eps_theta([z_t ; c], t).
         The UNet runs in its own dtype: after `ldm.to(torch.float16)` (half-precision inference) the
         inputs are cast to float16 and the output back, so samplers keep their state in float32.
         """
+        cond = dict(cond)
+        concat = cond.pop("concat", None)
+        x = z_t if concat is None else torch.cat([z_t, concat.to(z_t.dtype)], dim=1)  # (B, c_lat + c_cond, h, w)
         dtype = next(self.unet.parameters()).dtype
         if dtype == z_t.dtype:
-            return self.unet(z_t, t, **cond)
+            return self.unet(x, t, **cond)
         cond = {k: v.to(dtype) if v.is_floating_point() else v for k, v in cond.items()}
-        return self.unet(z_t.to(dtype), t, **cond).to(z_t.dtype)
+        return self.unet(x.to(dtype), t, **cond).to(z_t.dtype)
 
     def training_step(self, batch: dict[str, torch.Tensor], group: str, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """One Monte-Carlo sample of Eq. 2 / 3 per image (the trainer contract): `latent_diffusion_loss`
@@ -318,8 +317,8 @@ class LatentDiffusion(nn.Module):
         t = torch.randint(0, self.schedule.num_timesteps, (z0.shape[0],), device=z0.device)
         noise = torch.randn_like(z0)
         cond = None
-        if self.conditioner is not None:
-            cond = self.prepare_cond({k: batch[k] for k in self.conditioner.keys if k in batch})
+        if self.conditioner is not None:  # e.g. {"label"}, or {"image", "mask"} with a mask drawn for this step
+            cond = self.prepare_cond(self.conditioner.training_cond(batch))
             cond = self.conditioner.drop_cond(cond, self.cond_drop_prob)
         loss = latent_diffusion_loss(self, z0, t, noise, cond)
         return loss, {"loss": loss.detach()}
@@ -359,8 +358,11 @@ class LatentDiffusion(nn.Module):
         """Draw images (B, C, H, W) in [-1, 1]: `n` unconditional ones, or one per item of the condition.
 
         cond: the condition, keyed like the dataset's items: {"label": (B,)}, {"caption": [B strings]},
-        {"boxes": (B, N, 4) xyxy in [0, 1], "box_labels": (B, N), -1 = no object}. `labels=` is
-        shorthand for cond={"label": labels}. Guidance mixes in the conditioner's null condition.
+        {"boxes": (B, N, 4) xyxy in [0, 1], "box_labels": (B, N), -1 = no object}, and the spatial ones:
+        {"image": (B, 3, H, W), "mask": (B, 1, H, W), 1 = to fill}, {"low_res": (B, 3, H/4, W/4)},
+        {"segmentation": (B, H, W) long}, whose size sets the output's (a model trained at 32 px samples
+        64 or 128 px from a larger map). `labels=` is shorthand for cond={"label": labels}. Guidance mixes
+        in the conditioner's null condition.
         """
         if labels is not None:
             if cond is not None:
@@ -377,14 +379,24 @@ class LatentDiffusion(nn.Module):
             n = batch
         elif cond is not None:
             raise ValueError("this model is unconditional: sample it with n=, without cond or labels")
+        latent_shape = self.latent_shape
+        size = self.conditioner.image_size(prepared) if prepared is not None else None
+        if size is not None:  # a spatial condition sets the size: (H, W) -> (c, H / f, W / f)
+            latent_shape = (latent_shape[0], *self.conditioner.latent_size(prepared))
         model_fn = self.prediction_fn(prepared, guidance_scale, guidance_rescale)
-        z = run_sampler(model_fn, (n, *self.latent_shape), sampler or self.sampler, steps or self.sample_steps,
+        z = run_sampler(model_fn, (n, *latent_shape), sampler or self.sampler, steps or self.sample_steps,
                         schedule=self.schedule, objective=self.objective, generator=generator, device=device,
                         progress=progress, **{**self.sampler_options, **sampler_options})
-        return self.decode(z) if decode else z
+        if not decode:
+            return z
+        images = self.decode(z)
+        return self.conditioner.postprocess(images, prepared) if prepared is not None else images
 
-    def sample_images(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The trainer's periodic sample grid: classes 0, 1, 2, ... in turn when class-conditional."""
+    def sample_images(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """The trainer's periodic sample grid: classes 0, 1, 2, ... in turn when class-conditional;
+        None (no grid) for a concat conditioner, which needs an input image to sample from."""
+        if self.conditioner is not None and self.conditioner.concat_channels:
+            return None
         labels = None
         if isinstance(self.conditioner, ClassConditioner):
             labels = torch.arange(n) % self.conditioner.num_classes

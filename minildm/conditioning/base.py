@@ -1,4 +1,4 @@
-"""What every cross-attention conditioner offers LatentDiffusion (LDM Sec. 3.3: tau_theta(y) -> tokens).
+"""What every conditioner offers LatentDiffusion (LDM Sec. 3.3: tau_theta(y) -> tokens, or a map to concatenate).
 
 A condition is a dict keyed by the dataset's item keys, so a training batch, a config and a
 call to `LatentDiffusion.sample(cond=...)` all speak the same language:
@@ -6,13 +6,25 @@ call to `LatentDiffusion.sample(cond=...)` all speak the same language:
     {"label": (B,)}                                  ClassConditioner
     {"caption": [B strings]}                         TextConditioner
     {"boxes": (B, N, 4), "box_labels": (B, N)}       LayoutConditioner (-1 = no object)
+    {"image": (B, 3, H, W), "mask": (B, 1, H, W)}   MaskedImageConditioner (inpainting, 1 = to fill)
+    {"low_res": (B, 3, H/4, W/4)}                    LowResConditioner (super-resolution)
+    {"segmentation": (B, H, W) long}                 SegmentationConditioner (semantic synthesis)
 
 A conditioner implements
     keys                 the item keys it reads
     prepare(cond)        the raw values -> tensors (e.g. captions -> token ids); tensors pass through
     null_cond(cond)      the "no condition" of the same batch size (classifier-free guidance)
-    forward(*values)     the prepared values, in `keys` order -> UNet keyword arguments ({"context": (B, M, D)})
+    forward(*values)     the prepared values, in `keys` order -> UNet keyword arguments: {"context": (B, M, D)}
+                         for cross-attention, {"concat": (B, c, h, w)} for a map concatenated to z_t
 and inherits the rest: `encode(cond)`, condition dropout `drop_cond(cond, p)` and `where_null(cond, mask)`.
+
+Spatial (concat) conditioners override a few more hooks, all no-ops here:
+    concat_channels      channels they add to the UNet's input (in_channels = latent + concat_channels)
+    dataset_keys         the item keys training reads (e.g. "image", from which masks or low-res inputs are made)
+    training_cond(batch) a training batch -> the raw condition (draw a mask, degrade the image)
+    bind(first_stage)    hold the frozen first stage (inpainting encodes the masked image with it)
+    image_size(cond)     the (H, W) of the images a condition asks for: the output follows a spatial condition
+    postprocess(x, cond) decoded samples -> final images (inpainting pastes the known pixels back)
 """
 
 from __future__ import annotations
@@ -30,6 +42,27 @@ class Conditioner(nn.Module):
     """Base class: the dict-level interface (`prepare`, `null_cond`, `encode`, `drop_cond`) of a conditioner."""
 
     keys: tuple[str, ...] = ()
+    concat_channels: int = 0
+
+    @property
+    def dataset_keys(self) -> tuple[str, ...]:
+        """The dataset item keys a training batch must carry (by default the condition keys themselves)."""
+        return self.keys
+
+    def training_cond(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """A training batch -> its raw condition (by default: the condition keys, as the dataset gives them)."""
+        return {k: batch[k] for k in self.keys if k in batch}
+
+    def bind(self, first_stage: nn.Module) -> None:
+        """Called by LatentDiffusion with its frozen first stage; a conditioner that encodes images keeps it."""
+
+    def image_size(self, cond: Mapping[str, torch.Tensor]) -> tuple[int, int] | None:
+        """The (H, W) in pixels that a prepared condition asks for; None when it does not say (cross-attention)."""
+        return None
+
+    def postprocess(self, images: torch.Tensor, cond: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Decoded samples (B, C, H, W) -> the final images (by default unchanged)."""
+        return images
 
     def check_keys(self, cond: Mapping[str, Any]) -> None:
         """Raise a ValueError naming the missing keys and the ones this conditioner reads."""

@@ -8,6 +8,7 @@ Items are dicts whose "image" is a (C, H, W) float tensor in [-1, 1].
 
 from minildm.data.batches import balanced_labels, load_images, stack_items
 from minildm.data.files import DatasetNotFoundError, data_root
+from minildm.data.masks import box_masks, random_masks, stroke_masks
 from minildm.data.registry import available_datasets, dataset_info, dataset_options, get_dataset
 from minildm.data.shapes import ShapesDataset, shape_class_names
 from minildm.data.torchvision_data import download
@@ -18,6 +19,7 @@ __all__ = [
     "ShapesDataset",
     "available_datasets",
     "balanced_labels",
+    "box_masks",
     "data_root",
     "dataset_info",
     "dataset_options",
@@ -27,8 +29,10 @@ __all__ = [
     "images_to_png",
     "load_images",
     "png_to_images",
+    "random_masks",
     "resize_image",
     "shape_class_names",
     "stack_items",
+    "stroke_masks",
     "to_image",
 ]

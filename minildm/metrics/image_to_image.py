@@ -1,0 +1,257 @@
+"""Image-to-image measures (LDM Sec. 4.3.2, 4.4, 4.5): inpainting, super-resolution, semantic synthesis on shapes.
+
+Every number the course reports for its concat-conditioned models comes from here (the benchmarks,
+`minildm.pretrained.evaluate` and notebooks 12-14 import these names). Images are (B, 3, H, W) in
+[-1, 1], masks (B, 1, H, W) float with 1 = the hole, segmentation maps (B, H, W) long with 0 =
+background and 1 + class id (class id = kind * 6 + colour, minildm.data.shapes).
+
+    region_psnr             PSNR over the pixels of a region only (the known region, the hole, ...)
+    nearest_palette         each pixel's nearest colour of the shapes palette: 0 = background, 1 + colour
+    colour_match_fraction   semantic synthesis: the object pixels drawn in their class colour
+    background_hole_masks   inpainting: square holes that touch no object (the fill must be background)
+    half_object_masks       inpainting: holes over one half of the main object (its colour must come back)
+    object_completed        inpainting: the hole's object pixels mostly take the object's colour
+    inpainting_scores       the three inpainting cases of one model, known-region PSNR before and after paste-back
+    sr_scores               super-resolution: PSNR (and LPIPS) of the output and of bicubic upsampling
+
+The palette is the six colours of `minildm.data.shapes.COLOURS` plus one background colour, the mean
+dark grey of the plain background (0.18, 0.18, 0.18) in [0, 1] (backgrounds are drawn in 0.05 .. 0.31
+per channel, far from every object colour). Colour checks compare the *nearest palette entry*, so the
+small brightness jitter of the objects (+-0.04) and the autoencoder's colour error do not count as misses.
+
+Object borders are antialiased: the segmentation marks a pixel as the object when the shape covers at
+least half of it, and such an edge pixel is a blend of the object and the background colours (nearest
+entry either). `colour_match_fraction(..., erode=1)` leaves out the object pixels that have a pixel of
+another class among their 8 neighbours; the benchmarks report both (erode 0 and 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from minildm.conditioning.inpainting import paste_back
+from minildm.conditioning.super_resolution import bicubic_upsample
+from minildm.data.masks import random_masks
+from minildm.data.shapes import COLOURS
+from minildm.metrics.image import _to_unit, psnr
+
+BACKGROUND_COLOUR = (0.18, 0.18, 0.18)  # the mean plain background of shapes, in [0, 1]
+NUM_COLOURS = len(COLOURS)
+
+
+def shapes_palette() -> torch.Tensor:
+    """(1 + 6, 3) colours in [0, 1]: the background, then the shapes colours in class order (red .. purple)."""
+    return torch.tensor([BACKGROUND_COLOUR, *COLOURS.values()])
+
+
+def class_colour(segmentation: torch.Tensor) -> torch.Tensor:
+    """A map of 0 (background) / 1 + class id -> the palette index of its colour: 0, or 1 + (class id mod 6)."""
+    return torch.where(segmentation > 0, 1 + (segmentation - 1) % NUM_COLOURS, torch.zeros_like(segmentation))
+
+
+def region_psnr(x: torch.Tensor, y: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB per image over the pixels where `region` (B, 1, H, W) is 1; x, y: (B, C, H, W) in [-1, 1] -> (B,).
+
+    Same convention as `minildm.metrics.psnr` (images mapped to [0, 1], MSE floored at 1e-10, so identical
+    pixels give 100 dB); an image with an empty region gives NaN.
+    """
+    if x.shape != y.shape or region.dim() != 4 or region.shape[1] != 1 or region.shape[0] != x.shape[0] \
+            or region.shape[-2:] != x.shape[-2:]:
+        raise ValueError(f"region_psnr needs x, y (B, C, H, W) of one shape and region (B, 1, H, W); got "
+                         f"{tuple(x.shape)}, {tuple(y.shape)} and {tuple(region.shape)}")
+    weight = region.float()
+    squared = (_to_unit(x) - _to_unit(y)).pow(2) * weight  # (B, C, H, W), zero outside the region
+    count = weight.flatten(1).sum(1) * x.shape[1]  # (B,) pixels x channels inside
+    mse = squared.flatten(1).sum(1) / count
+    return torch.where(count > 0, 10 * torch.log10(1.0 / mse.clamp_min(1e-10)), torch.full_like(mse, float("nan")))
+
+
+def nearest_palette(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W) long: the nearest palette entry (0 = background, 1 + colour index)."""
+    palette = shapes_palette().to(images.device)  # (7, 3)
+    pixels = _to_unit(images).permute(0, 2, 3, 1)  # (B, 3, H, W) -> (B, H, W, 3)
+    distance = (pixels[..., None, :] - palette).pow(2).sum(-1)  # (B, H, W, 7)
+    return distance.argmin(-1)
+
+
+def interior(segmentation: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) bool: pixels whose 8 neighbours (inside the image) carry the same class as they do."""
+    seg = segmentation.float()[:, None]  # (B, 1, H, W)
+    padded = F.pad(seg, (1, 1, 1, 1), mode="replicate")
+    highest = F.max_pool2d(padded, 3, stride=1)
+    lowest = -F.max_pool2d(-padded, 3, stride=1)
+    return ((highest == seg) & (lowest == seg))[:, 0]
+
+
+def colour_match_fraction(images: torch.Tensor, segmentation: torch.Tensor, erode: int = 0) -> float:
+    """Semantic synthesis: the fraction of object pixels (segmentation > 0) whose nearest palette colour is the
+    colour of their class in the map (all images pooled). erode=1 leaves out object border pixels (see above)."""
+    if images.dim() != 4 or segmentation.shape != (images.shape[0], *images.shape[-2:]):
+        raise ValueError(f"colour_match_fraction needs images (B, 3, H, W) and segmentation (B, H, W) of the same "
+                         f"B, H, W; got {tuple(images.shape)} and {tuple(segmentation.shape)}")
+    if erode not in (0, 1):
+        raise ValueError(f"erode must be 0 (every object pixel) or 1 (without border pixels), got {erode!r}")
+    counted = segmentation > 0
+    if erode:
+        counted &= interior(segmentation)
+    if not counted.any():
+        return float("nan")
+    match = nearest_palette(images) == class_colour(segmentation.to(images.device).long())
+    return float(match[counted].float().mean())
+
+
+def _generator(seed: int | torch.Generator) -> torch.Generator:
+    return seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+
+
+def background_hole_masks(segmentation: torch.Tensor, side: int | None = None, margin: int = 2,
+                          seed: int | torch.Generator = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Square holes of `side` pixels (default H/4) that stay `margin` pixels away from every object.
+
+    segmentation (B, H, W) -> masks (B, 1, H, W), valid (B,) bool: False where no such place exists (that
+    mask is all zero). The place is drawn uniformly among the free ones, deterministically under `seed`.
+    The margin keeps the antialiased rim of the objects (pixels the map calls background) out of the hole.
+    """
+    batch, height, width = segmentation.shape
+    side = side or height // 4
+    if not 1 <= side <= min(height, width):
+        raise ValueError(f"side must lie in 1 .. {min(height, width)} pixels, got {side}")
+    objects = (segmentation > 0).float()[:, None]  # (B, 1, H, W)
+    near = F.max_pool2d(objects, 2 * margin + 1, stride=1, padding=margin) if margin else objects
+    covered = F.avg_pool2d(near, side, stride=1)  # (B, 1, H - side + 1, W - side + 1): object share per place
+    free = (covered == 0)[:, 0].flatten(1)  # (B, places)
+    score = torch.rand(free.shape, generator=_generator(seed)).to(free.device)
+    choice = torch.where(free, score, torch.full_like(score, -1.0)).argmax(1)  # a random free place per image
+    top, left = choice // (width - side + 1), choice % (width - side + 1)
+    rows, cols = torch.arange(height, device=free.device), torch.arange(width, device=free.device)
+    inside_y = (rows >= top[:, None]) & (rows < (top + side)[:, None])  # (B, H)
+    inside_x = (cols >= left[:, None]) & (cols < (left + side)[:, None])  # (B, W)
+    valid = free.any(1)
+    masks = (inside_y[:, :, None] & inside_x[:, None, :] & valid[:, None, None]).float()
+    return masks[:, None], valid
+
+
+def half_object_masks(boxes: torch.Tensor, size: int, halves: torch.Tensor | None = None,
+                      margin: float = 0.05) -> torch.Tensor:
+    """Holes over one half of each image's main object (its box boxes[:, 0], xyxy in [0, 1]) -> (B, 1, size, size).
+
+    halves (B,) picks the half per image: 0 left, 1 right, 2 top, 3 bottom (default: item index mod 4).
+    The hole reaches `margin` (a fraction of the image) beyond the box on its three outer sides, so it
+    also covers the object's rim; the other half of the object stays visible.
+    """
+    box = boxes[:, 0] if boxes.dim() == 3 else boxes  # (B, 4)
+    batch = box.shape[0]
+    if halves is None:
+        halves = torch.arange(batch) % 4
+    halves = halves.to(box.device)
+    x0, y0, x1, y1 = (box[:, k] for k in range(4))
+    xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
+    lo_x = torch.where(halves == 1, xm, x0 - margin)
+    hi_x = torch.where(halves == 0, xm, x1 + margin)
+    lo_y = torch.where(halves == 3, ym, y0 - margin)
+    hi_y = torch.where(halves == 2, ym, y1 + margin)
+    centres = (torch.arange(size, device=box.device) + 0.5) / size  # pixel centres in [0, 1]
+    inside_x = (centres >= lo_x[:, None]) & (centres < hi_x[:, None])  # (B, W)
+    inside_y = (centres >= lo_y[:, None]) & (centres < hi_y[:, None])  # (B, H)
+    return (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]
+
+
+def object_completed(images: torch.Tensor, masks: torch.Tensor, segmentation: torch.Tensor,
+                     labels: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: inside the hole, the pixels the true map marks as object `labels` (B,) (class ids) mostly have
+    that object's colour: the most frequent nearest palette entry among them is the class colour.
+    Images whose hole holds none of the object's pixels count as not completed."""
+    target = 1 + labels.long().to(images.device) % NUM_COLOURS  # (B,) palette index of the object's colour
+    region = (masks[:, 0] > 0.5) & (segmentation.to(images.device) == 1 + labels.long().to(images.device)[:, None, None])
+    colours = F.one_hot(nearest_palette(images), NUM_COLOURS + 1) * region[..., None]  # (B, H, W, 7)
+    votes = colours.flatten(1, 2).sum(1)  # (B, 7) pixels of each palette colour inside the region
+    return (votes.argmax(1) == target) & (votes.sum(1) > 0)
+
+
+def _stack(items: Mapping[str, Any] | list[Mapping[str, Any]], key: str) -> torch.Tensor:
+    if isinstance(items, Mapping):
+        return torch.as_tensor(items[key])
+    return torch.stack([torch.as_tensor(item[key]) for item in items])
+
+
+def inpainting_masks_for_bars(items: Mapping[str, Any] | list[Mapping[str, Any]], seed: int = 0
+                              ) -> dict[str, Any]:
+    """The three inpainting cases on shapes items (a list of dataset items, or a dict of stacked keys):
+
+        "random"       training-style masks, boxes and strokes (`random_masks(..., "mixed")` under `seed`)
+        "background"   holes H/4 wide over background only (`background_hole_masks`), with "valid" (B,)
+        "half_object"  holes over half of the main object (`half_object_masks`), with its class "labels"
+
+    Returns {"image", "segmentation", "random", "background", "valid", "half_object", "labels"}.
+    """
+    image, segmentation = _stack(items, "image").float(), _stack(items, "segmentation").long()
+    boxes, box_labels = _stack(items, "boxes").float(), _stack(items, "box_labels").long()
+    size = image.shape[-1]
+    background, valid = background_hole_masks(segmentation, seed=seed)
+    return {"image": image, "segmentation": segmentation,
+            "random": random_masks(image.shape[0], size, "mixed", generator=_generator(seed)),
+            "background": background, "valid": valid,
+            "half_object": half_object_masks(boxes, size), "labels": box_labels[:, 0]}
+
+
+InpaintFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def inpainting_scores(inpaint: InpaintFn, cases: Mapping[str, Any]) -> dict[str, float]:
+    """The inpainting bars of one method on `cases` (from `inpainting_masks_for_bars`).
+
+    inpaint(image, mask) -> images (B, 3, H, W) *before* paste-back (e.g. the decoded samples); the known
+    pixels are pasted back here (`paste_back`), so both numbers of the known region are honest:
+
+        known_psnr_raw       PSNR of the known region of the raw output (how well the model keeps what it sees)
+        known_psnr_pasted    the same after paste-back (exact up to float rounding: 100 dB is the floor of MSE)
+        background_hole_psnr PSNR inside background-only holes (valid images only), after paste-back
+        object_completion    the fraction of half-object holes completed in the object's colour
+    """
+    image, segmentation = cases["image"], cases["segmentation"]
+    out: dict[str, float] = {}
+    mask = cases["random"]
+    raw = inpaint(image, mask).float().cpu()
+    known = 1 - mask
+    out["known_psnr_raw"] = float(region_psnr(raw, image, known).nanmean())
+    out["known_psnr_pasted"] = float(region_psnr(paste_back(raw, image, mask), image, known).nanmean())
+    out["hole_psnr_random"] = float(region_psnr(raw, image, mask).nanmean())
+    valid = cases["valid"]
+    mask = cases["background"][valid]
+    raw = inpaint(image[valid], mask).float().cpu()
+    out["background_hole_psnr"] = float(region_psnr(paste_back(raw, image[valid], mask), image[valid], mask).mean())
+    out["background_holes"] = int(valid.sum())
+    mask = cases["half_object"]
+    raw = inpaint(image, mask).float().cpu()
+    done = object_completed(paste_back(raw, image, mask), mask, segmentation, cases["labels"])
+    out["object_completion"] = float(done.float().mean())
+    out["items"] = int(image.shape[0])
+    return out
+
+
+@torch.no_grad()
+def sr_scores(super_resolved: torch.Tensor, low_res: torch.Tensor, target: torch.Tensor, scale: int = 4,
+              lpips: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Super-resolution against the classical baseline: PSNR (and LPIPS, given an LPIPS module) of the model's
+    output and of bicubic upsampling (`bicubic_upsample`) of the same low-res input, both against `target`.
+
+    Returns {"psnr", "psnr_bicubic", "psnr_gain" (dB over bicubic)} and, with `lpips`, {"lpips",
+    "lpips_bicubic", "lpips_variant"} (the variant names LPIPS or its random-feature fallback,
+    minildm.losses.perceptual). Means over the images.
+    """
+    bicubic = bicubic_upsample(low_res.float(), scale)
+    if super_resolved.shape != target.shape or bicubic.shape != target.shape:
+        raise ValueError(f"super-resolved {tuple(super_resolved.shape)}, bicubic x{scale} of low_res "
+                         f"{tuple(bicubic.shape)} and target {tuple(target.shape)} must have one shape")
+    ours, base = float(psnr(super_resolved, target).mean()), float(psnr(bicubic, target).mean())
+    out: dict[str, Any] = {"psnr": ours, "psnr_bicubic": base, "psnr_gain": ours - base}
+    if lpips is not None:
+        out["lpips"] = float(lpips(super_resolved.float(), target.float()).mean())
+        out["lpips_bicubic"] = float(lpips(bicubic, target.float()).mean())
+        out["lpips_variant"] = getattr(lpips, "variant", type(lpips).__name__)
+    return out

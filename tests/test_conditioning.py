@@ -267,3 +267,20 @@ def test_fourier_corner_embedding_places_nearby_cells_close():
         {"boxes": BOXES, "box_labels": BOX_LABELS}))["context"].shape == (1, 12, 16)
     with pytest.raises(ValueError, match="corner_embedding"):
         LayoutConditioner(18, corner_embedding="sinusoid")
+
+
+@pytest.mark.parametrize("corner_embedding", ["lookup", "fourier"])
+def test_bind_classes_adds_each_class_vector_to_its_own_corners(corner_embedding):
+    torch.manual_seed(0)
+    free = LayoutConditioner(18, grid_size=8, max_objects=3, embed_dim=16, depth=1, heads=2,
+                             corner_embedding=corner_embedding)
+    bound = LayoutConditioner(18, grid_size=8, max_objects=3, embed_dim=16, depth=1, heads=2,
+                              corner_embedding=corner_embedding, bind_classes=True)
+    bound.load_state_dict(free.state_dict())  # the same weights; only the embedding rule differs
+    tokens = free.tokens(BOXES, BOX_LABELS)  # objects: class 3, class 17, padding
+    plain, tied = free.embed(tokens)[0], bound.embed(tokens)[0]  # (9, 16)
+    classes = free.token_embedding.weight
+    torch.testing.assert_close(tied[[0, 3, 6]], plain[[0, 3, 6]])  # class tokens and the padding object's first
+    torch.testing.assert_close(tied[1:3], plain[1:3] + classes[3])  # object 0's corners carry class 3
+    torch.testing.assert_close(tied[4:6], plain[4:6] + classes[17])  # object 1's corners carry class 17
+    torch.testing.assert_close(tied[7:9], plain[7:9])  # padding stays padding

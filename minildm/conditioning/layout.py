@@ -25,6 +25,12 @@ as the original does; a grid token then says nothing about its neighbours until 
 it many times. "fourier" keeps the tokens but embeds a grid token from its cell's coordinates,
 Fourier features [sin, cos](2^k pi x), [sin, cos](2^k pi y) through a linear layer, so nearby cells
 start out with similar vectors: a small model learns to place objects in minutes instead of hours.
+
+Which class goes where (`bind_classes`): in the token sequence an object's class and its corners are
+three separate tokens, tied together only by their positions in the sequence, so a pixel of the image
+must find the corner tokens near it and then the class token of the same object (two hops of attention).
+With `bind_classes`, each corner token also carries its object's class embedding,
+e(corner) + e(class), so the corner a pixel attends to already says what to draw there.
 """
 
 from __future__ import annotations
@@ -87,16 +93,18 @@ class LayoutConditioner(Conditioner):
         shuffle: shuffle the objects of each layout in training (taming-transformers does).
         corner_embedding: "lookup" (a learned vector per token, as the original) or "fourier" (grid tokens
             embedded from their coordinates, see the module docstring).
+        bind_classes: add each object's class embedding to its two corner tokens (see the module docstring).
     """
 
     keys = ("boxes", "box_labels")
 
     def __init__(self, num_classes: int, grid_size: int = 16, max_objects: int = 4, embed_dim: int = 64,
-                 depth: int = 2, heads: int = 4, shuffle: bool = True, corner_embedding: str = "lookup"):
+                 depth: int = 2, heads: int = 4, shuffle: bool = True, corner_embedding: str = "lookup",
+                 bind_classes: bool = False):
         super().__init__()
         if corner_embedding not in ("lookup", "fourier"):
             raise ValueError(f"corner_embedding must be 'lookup' or 'fourier', got {corner_embedding!r}")
-        self.corner_embedding = corner_embedding
+        self.corner_embedding, self.bind_classes = corner_embedding, bind_classes
         self.num_classes, self.grid_size, self.max_objects, self.shuffle = num_classes, grid_size, max_objects, shuffle
         self.pad_token = num_classes + grid_size * grid_size
         self.token_embedding = nn.Embedding(self.pad_token + 1, embed_dim)  # grid rows unused with "fourier"
@@ -145,13 +153,19 @@ class LayoutConditioner(Conditioner):
         return {"context": self.final_norm(self.transformer(h))}
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens (B, L) -> vectors (B, L, D): a learned lookup, grid tokens from their coordinates with "fourier"."""
+        """Tokens (B, L) -> vectors (B, L, D): a learned lookup, grid tokens from their coordinates with "fourier",
+        corners plus their object's class vector with `bind_classes`."""
         h = self.token_embedding(tokens)  # (B, L, D)
-        if self.corner_proj is None:
-            return h
         S, C = self.grid_size, self.num_classes
-        is_grid = (tokens >= C) & (tokens < self.pad_token)  # (B, L)
-        cell = (tokens - C).clamp(0, S * S - 1)
-        x, y = (cell % S).float() / (S - 1), (cell // S).float() / (S - 1)  # the cell's coordinates in [0, 1]
-        corners = self.corner_proj(fourier_features(x, y, self.num_frequencies))  # (B, L, D)
-        return torch.where(is_grid[..., None], corners, h)
+        if self.corner_proj is not None:
+            is_grid = (tokens >= C) & (tokens < self.pad_token)  # (B, L)
+            cell = (tokens - C).clamp(0, S * S - 1)
+            x, y = (cell % S).float() / (S - 1), (cell // S).float() / (S - 1)  # the cell's coordinates in [0, 1]
+            corners = self.corner_proj(fourier_features(x, y, self.num_frequencies))  # (B, L, D)
+            h = torch.where(is_grid[..., None], corners, h)
+        if self.bind_classes:  # (class, corner, corner) per object: the class vector joins its two corners
+            objects = h.unflatten(1, (-1, 3))  # (B, L, D) -> (B, N, 3, D)
+            is_object = (tokens[:, 0::3] < C)[..., None, None]  # (B, N, 1, 1): a class token, not padding
+            bound = objects[:, :, 1:] + objects[:, :, :1]  # corners + their class vector
+            h = torch.cat([objects[:, :, :1], torch.where(is_object, bound, objects[:, :, 1:])], dim=2).flatten(1, 2)
+        return h

@@ -8,6 +8,7 @@
     samplers    DDPM, DDIM, PLMS, PNDM, DPM-Solver++(2M), Euler, Euler ancestral, Heun, and their
                 registry SAMPLERS (function, number of model calls, options)
     guidance    classifier-free guidance as a model wrapper
+    replacement inpainting without training: the known region replaces the clean estimate at every step
     sampling    sample(): network + schedule -> images, sampler chosen by name
     diffusers_schedulers  diffusers_options(): the sample() settings that reproduce a diffusers scheduler
 """
@@ -26,6 +27,7 @@ from minildm.diffusion.objectives import (
     x0_from_output,
     x0_from_v,
 )
+from minildm.diffusion.replacement import output_from_x0, replacement_model_fn
 from minildm.diffusion.diffusers_schedulers import (
     DIFFUSERS_SAMPLERS,
     diffusers_options,
@@ -99,9 +101,11 @@ __all__ = [
     "make_denoiser",
     "min_snr_weight",
     "model_calls",
+    "output_from_x0",
     "plms",
     "pndm",
     "q_sample",
+    "replacement_model_fn",
     "rescale_guidance",
     "sample",
     "sampling_sigmas",

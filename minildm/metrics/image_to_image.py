@@ -11,8 +11,14 @@ background and 1 + class id (class id = kind * 6 + colour, minildm.data.shapes).
     background_hole_masks   inpainting: square holes that touch no object (the fill must be background)
     half_object_masks       inpainting: holes over one half of the main object (its colour must come back)
     object_completed        inpainting: the hole's object pixels mostly take the object's colour
-    inpainting_scores       the three inpainting cases of one model, known-region PSNR before and after paste-back
+    inpainting_scores       the three inpainting cases of one method, known-region PSNR before and after paste-back
     sr_scores               super-resolution: PSNR (and LPIPS) of the output and of bicubic upsampling
+
+The methods inpainting_scores compares, as functions inpaint(image, mask) -> images before paste-back:
+
+    ldm_inpainter           an inpainting LDM (concat conditioning, LDM Sec. 4.5)
+    replacement_inpainter   any unconditional / class / layout LDM with replacement sampling (no training)
+    masked_input            the masked image itself (the hole left mid-grey): the floor
 
 The palette is the six colours of `minildm.data.shapes.COLOURS` plus one background colour, the mean
 dark grey of the plain background (0.18, 0.18, 0.18) in [0, 1] (backgrounds are drawn in 0.05 .. 0.31
@@ -33,10 +39,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from minildm.conditioning.inpainting import paste_back
+from minildm.conditioning.inpainting import mask_to_latent, masked_image, paste_back
 from minildm.conditioning.super_resolution import bicubic_upsample
 from minildm.data.masks import random_masks
 from minildm.data.shapes import COLOURS
+from minildm.diffusion import replacement_model_fn, sample
+from minildm.metrics.evaluate import sample_like
 from minildm.metrics.image import _to_unit, psnr
 
 BACKGROUND_COLOUR = (0.18, 0.18, 0.18)  # the mean plain background of shapes, in [0, 1]
@@ -199,6 +207,73 @@ def inpainting_masks_for_bars(items: Mapping[str, Any] | list[Mapping[str, Any]]
 
 
 InpaintFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""inpaint(image (B, 3, H, W), mask (B, 1, H, W), 1 = hole) -> images (B, 3, H, W) before paste-back."""
+
+
+def masked_input(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The floor of every inpainting method: the masked image itself, the hole mid-grey (0 in [-1, 1])."""
+    return masked_image(image, mask)
+
+
+def ldm_inpainter(ldm: torch.nn.Module, steps: int | None = None, seed: int = 0, batch_size: int = 256,
+                  progress: bool = False) -> InpaintFn:
+    """An inpainting LDM ({"image", "mask"} conditioner) as an InpaintFn: sample, decode, no paste-back.
+
+    Every call draws its noise from a fresh generator seeded with `seed`, so the cases are independent
+    of each other's sizes.
+    """
+    if "mask" not in getattr(ldm.conditioner, "keys", ()):
+        raise ValueError(f"ldm_inpainter needs an inpainting LDM (condition keys image, mask); this one reads "
+                         f"{getattr(ldm.conditioner, 'keys', 'nothing')}: use replacement_inpainter")
+
+    def inpaint(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        z = sample_like(ldm, {"image": image, "mask": mask}, image.shape[0], batch_size=batch_size,
+                        generator=torch.Generator().manual_seed(seed), progress=progress, steps=steps, decode=False)
+        device = next(ldm.parameters()).device
+        return torch.cat([ldm.decode(part.to(device)).float().cpu() for part in z.split(batch_size)])
+
+    return inpaint
+
+
+def null_condition(ldm: torch.nn.Module, n: int) -> dict[str, Any] | None:
+    """The "no condition" of n items for an unconditional (None), class, layout or text LDM: its null input."""
+    conditioner = ldm.conditioner
+    if conditioner is None:
+        return None
+    templates = {("label",): lambda: {"label": torch.zeros(n, dtype=torch.long)},
+                 ("boxes", "box_labels"): lambda: {"boxes": torch.zeros(n, 1, 4),
+                                                   "box_labels": torch.full((n, 1), -1)},
+                 ("caption",): lambda: {"caption": [""] * n}}
+    if tuple(conditioner.keys) not in templates:
+        raise ValueError(f"no null condition known for condition keys {conditioner.keys}; accepted: an "
+                         f"unconditional, class (label), layout (boxes, box_labels) or text (caption) LDM")
+    return conditioner.null_cond(ldm.prepare_cond(templates[tuple(conditioner.keys)]()))
+
+
+def replacement_inpainter(ldm: torch.nn.Module, steps: int | None = None, seed: int = 0, batch_size: int = 256,
+                          progress: bool = False) -> InpaintFn:
+    """A model that never saw a mask (unconditional, or a class / layout / text LDM with its null condition)
+    inpainting by replacement sampling (`minildm.diffusion.replacement_model_fn`, Song et al. 2021; RePaint):
+    the known latent is the first stage's encoding of the masked image, the known cells those the hole
+    does not touch (`mask_to_latent`). No guidance; returns the decoded images before paste-back."""
+    device = next(ldm.parameters()).device
+
+    def inpaint(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        generator, out = torch.Generator().manual_seed(seed), []
+        for x, m in zip(image.split(batch_size), mask.split(batch_size)):
+            x, m = x.to(device), m.to(device)
+            z_known = ldm.encode(masked_image(x, m))  # (B, c, h, w), scaled like the model's latents
+            fill = mask_to_latent(m, tuple(z_known.shape[-2:]))  # (B, 1, h, w), 1 = a cell to generate
+            model_fn = ldm.prediction_fn(null_condition(ldm, x.shape[0]), guidance_scale=1.0)
+            model_fn = replacement_model_fn(model_fn, z_known, fill, ldm.schedule, ldm.objective,
+                                            ldm.sampler_options.get("interpolation", "log"))
+            z = sample(model_fn, tuple(z_known.shape), ldm.sampler, steps or ldm.sample_steps, schedule=ldm.schedule,
+                       objective=ldm.objective, generator=generator, device=device, progress=progress,
+                       **ldm.sampler_options)
+            out.append(ldm.decode(z).float().cpu())
+        return torch.cat(out)
+
+    return inpaint
 
 
 @torch.no_grad()

@@ -6,6 +6,14 @@ read from local files (`--weights PATH`: a single checkpoint file or a diffusers
 minildm.pretrained.stable_diffusion):
 
     minildm sample sd-v1 --weights weights/sd-v1 --prompt "a watercolour fox" --steps 50
+
+Conditions come from the command line (--labels, --prompt), from image files for the concat models
+(--image + --mask, --low-res, --segmentation), or from the first N items of the model's validation data
+(--val N: captions, layouts, masks of real images, ...), which works for every conditioning:
+
+    minildm sample shapes-inpaint --image photo.png --mask hole.png     (mask: white = fill)
+    minildm sample shapes-sr4 --low-res small.png
+    minildm sample shapes-layout --val 8
 """
 
 from __future__ import annotations
@@ -39,6 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", default=None,
                         help="class ids, comma-separated (e.g. 0,3,3,7), or 'all' for --per-class of every class")
     parser.add_argument("--per-class", type=int, default=4, help="samples per class with --labels all")
+    parser.add_argument("--image", default=None, help="inpainting: the image to complete (PNG/JPEG, RGB)")
+    parser.add_argument("--mask", default=None, help="inpainting: the hole, a greyscale image of the same size "
+                                                     "(white = fill, black = keep)")
+    parser.add_argument("--low-res", default=None, help="super-resolution: the low-resolution image (RGB)")
+    parser.add_argument("--segmentation", default=None,
+                        help="semantic synthesis: a greyscale PNG of class ids (0 = background, 1 + class id)")
+    parser.add_argument("--val", type=int, default=None, metavar="N",
+                        help="sample with the conditions of the first N validation items of the model's data "
+                             "(any conditioning); the grid shows the real images below the samples")
     parser.add_argument("--sampler", default=None, help=f"one of {', '.join(SAMPLER_NAMES)} (default: the model's)")
     parser.add_argument("--steps", type=int, default=None, help="number of sampling steps")
     parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale")
@@ -63,6 +80,62 @@ def parse_labels(text: str | None, num_classes: int | None, per_class: int) -> t
     if bad:
         raise ValueError(f"--labels {bad} out of range: this model has classes 0..{num_classes - 1}")
     return torch.tensor(labels)
+
+
+def read_image(path: str, grey: bool = False) -> torch.Tensor:
+    """An image file -> (1, 3, H, W) in [-1, 1], or (1, 1, H, W) in [0, 1] with `grey` (masks)."""
+    from PIL import Image
+
+    if not Path(path).is_file():
+        raise ValueError(f"no image file {path!r}")
+    picture = Image.open(path).convert("L" if grey else "RGB")
+    array = torch.as_tensor(list(picture.getdata()), dtype=torch.float32)  # (H*W,) or (H*W, 3)
+    array = array.view(picture.height, picture.width, -1).permute(2, 0, 1)[None]  # -> (1, C, H, W)
+    return array / 255 if grey else array / 127.5 - 1
+
+
+def file_condition(args: argparse.Namespace, keys: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
+    """The condition given as files (--image/--mask, --low-res, --segmentation); None when none is given."""
+    given = {"image": args.image, "mask": args.mask, "low_res": args.low_res, "segmentation": args.segmentation}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return None
+    missing, extra = [k for k in keys if k not in given], [k for k in given if k not in keys]
+    if missing or extra:
+        flags = ", ".join("--" + k.replace("_", "-") for k in keys) or "none"
+        raise ValueError(f"this model reads {', '.join(keys) or 'no condition'}: give the files {flags} "
+                         f"(got {', '.join('--' + k.replace('_', '-') for k in given)})")
+    cond: dict[str, torch.Tensor] = {}
+    for key, path in given.items():
+        if key == "mask":
+            cond[key] = (read_image(path, grey=True) > 0.5).float()
+        elif key == "segmentation":
+            cond[key] = (read_image(path, grey=True)[:, 0] * 255).round().long()  # (1, H, W) class ids
+        else:
+            cond[key] = read_image(path)
+    return cond
+
+
+def val_condition(checkpoint: str, keys: tuple[str, ...], n: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The conditions and images of the first n validation items of the model's data, inpainting masks drawn."""
+    from minildm.data import get_dataset, random_masks, stack_items
+    from minildm.pretrained import resolve_config
+
+    data = resolve_config(checkpoint)["data"]
+    options = {k: v for k, v in dict(data.get("options") or {}).items() if k != "exclude"}
+    dataset = get_dataset(data["name"], split="val", size=data.get("size", 32), **options)
+    tensors = [k for k in ("image", *keys) if k != "caption"]
+    batch: dict = stack_items(dataset, n, keys=tensors)
+    if "caption" in keys:  # strings stay a list
+        batch["caption"] = [dataset[i]["caption"] for i in range(batch["image"].shape[0])]
+    if "mask" in keys:  # a hole per image, the same for every run
+        batch["mask"] = random_masks(len(batch["image"]), batch["image"].shape[-1],
+                                     generator=torch.Generator().manual_seed(0))
+    if "low_res" in keys:
+        from minildm.conditioning import bicubic_downsample
+
+        batch["low_res"] = bicubic_downsample(batch["image"], 4)
+    return {k: batch[k] for k in keys}, batch["image"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,13 +170,27 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--prompt needs a text-to-image model; {args.checkpoint!r} is not conditioned on "
                              "captions")
         cond = {"caption": list(args.prompt)}
+    keys = tuple(getattr(conditioner, "keys", ()))
+    files = file_condition(args, keys)
+    if files is not None:
+        cond = files
+    real = None
+    if args.val is not None:
+        if args.val < 1:
+            raise ValueError(f"--val takes a number of items >= 1, got {args.val}")
+        cond, real = val_condition(args.checkpoint, keys, args.val)
+    if getattr(conditioner, "concat_channels", 0) and cond is None:
+        raise ValueError(f"{args.checkpoint!r} samples from an input ({', '.join(keys)}): give it as files "
+                         f"({', '.join('--' + k.replace('_', '-') for k in keys)}) or take it from the data with --val N")
     generator = torch.Generator().manual_seed(args.seed)
-    n = args.n if cond is None and labels is None else None  # else one image per label / prompt
+    n = args.n if cond is None and labels is None else None  # else one image per label / prompt / input
     images = model.sample(n=n, labels=labels, cond=cond, sampler=args.sampler, steps=args.steps,
-                          guidance_scale=args.guidance_scale, generator=generator)
+                          guidance_scale=args.guidance_scale, generator=generator).cpu()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ncols = args.per_class if args.labels == "all" else None
-    Image.fromarray(image_grid(images.cpu(), ncols=ncols).squeeze()).save(out)
+    if real is not None:  # samples above, the real images of the same conditions below
+        images, ncols = torch.cat([images, real]), images.shape[0]
+    Image.fromarray(image_grid(images, ncols=ncols).squeeze()).save(out)
     print(f"wrote {images.shape[0]} samples to {out}")
     return 0

@@ -148,3 +148,44 @@ def test_sr_scores_lpips_names_its_variant():
     scores = sr_scores(target, low, target, lpips=LPIPS())
     assert scores["lpips"] == pytest.approx(0.0, abs=1e-6) and scores["lpips_bicubic"] > 0
     assert scores["lpips_variant"].startswith("lpips")
+
+
+@pytest.mark.parametrize("config_name, keys", [
+    ("ldm/shapes-inpaint", ("known_psnr_raw", "background_hole_psnr", "object_completion")),
+    ("ldm/shapes-sr4", ("psnr", "psnr_bicubic", "psnr_gain")),
+    ("ldm/shapes-semantic", ("colour_match", "colour_match_eroded", "colour_match_64px")),
+])
+def test_course_evaluation_dispatches_on_the_concat_conditioner(config_name, keys):
+    """`minildm.pretrained.evaluate` (what --export writes into a manifest) on an untrained model of each kind."""
+    from minildm.pretrained import resolve, resolve_config
+    from minildm.pretrained.evaluate import evaluate
+
+    torch.manual_seed(0)
+    model, config = resolve(config_name), resolve_config(config_name)
+    model.sample_steps = 1
+    metrics = evaluate(model, config, num_images=8)
+    assert all(key in metrics for key in keys)
+    if "known_psnr_pasted" in metrics:
+        assert metrics["known_psnr_pasted"] == pytest.approx(100.0)  # paste-back keeps the known pixels
+        assert 0 <= metrics["object_completion"] <= 1 and metrics["items"] == 8
+    if "psnr_bicubic" in metrics:  # the bicubic baseline, computed here independently
+        images = torch.stack([get_dataset("shapes", split="val", num_objects=(1, 3))[i]["image"] for i in range(8)])
+        expected = psnr(bicubic_upsample(bicubic_downsample(images, 4), 4), images).mean().item()
+        assert metrics["psnr_bicubic"] == pytest.approx(expected, abs=1e-4)
+        assert metrics["lpips_variant"].startswith("lpips")
+    if "colour_match" in metrics:
+        assert 0 <= metrics["colour_match"] <= 1 and metrics["images_64px"] == 2
+
+
+def test_minildm_eval_runs_an_inpainting_model(tmp_path):
+    """`minildm eval` makes inpainting conditions (image + a random mask) and adds the inpainting scores."""
+    import json
+
+    from minildm.cli import main
+
+    out = tmp_path / "eval.json"
+    assert main(["eval", "ldm/shapes-inpaint", "--n", "12", "--steps", "1", "--metrics", "fd", "--no-progress",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n_fake"] == 12 and result["inpainting/items"] == 12
+    assert result["inpainting/known_psnr_pasted"] == pytest.approx(100.0)

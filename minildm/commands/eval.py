@@ -4,8 +4,12 @@ Compares the first `--n` real images of the `--split` (test) split of the model'
 samples of a latent diffusion model (a course checkpoint name such as shapes-ldm or digits-ldm, a copied
 checkpoint folder or a training run) through `minildm.metrics.evaluate_samples`. Sample i is
 conditioned as item i of the `--cond-split` (val) split is: its class label today, and any conditioning
-whose conditioner names its dataset item keys (see `minildm.metrics.sample_like`). Conditions and
-reference images come from different splits, so the two sets are independent. Memorization statistics
+whose conditioner names its dataset item keys (see `minildm.metrics.sample_like`); a concat conditioner
+makes its condition from the item as in training (inpainting: a random mask, drawn under `--seed`;
+super-resolution: the bicubic low-res image). Conditions and reference images come from different
+splits, so the two sets are independent. Image-to-image models (inpainting, super-resolution, semantic
+synthesis) also get their task's scores (`minildm.metrics.evaluate_image_to_image`, on up to 256
+items of `--split`), under keys "inpainting/...", "super_resolution/...", "semantic/...". Memorization statistics
 compare both sets with the training images the model learned from (the first `data.cache_latents`
 items of its training split). The JSON file holds every number with the feature extractor's name.
 """
@@ -64,6 +68,19 @@ def load_items(data: Mapping[str, Any], num_items: int, split: str, keys: Sequen
     return batch
 
 
+def condition_items(model: torch.nn.Module, data: Mapping[str, Any], num_items: int, split: str,
+                    seed: int) -> dict[str, Any]:
+    """The conditions of the first `num_items` items of `split`, made as training makes them (the conditioner's
+    `training_cond` on its `dataset_keys`; random draws such as inpainting masks under `seed`); {} if unconditional."""
+    conditioner = getattr(model, "conditioner", None)
+    if conditioner is None:
+        return {}
+    items = load_items(data, num_items, split, conditioner.dataset_keys)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return dict(conditioner.training_cond(items))
+
+
 def default_features(data: Mapping[str, Any]) -> str:
     """The course judge of the dataset a model was trained on (e.g. judge-shapes for shapes)."""
     from minildm.pretrained.evaluate import JUDGES
@@ -84,7 +101,8 @@ def format_table(result: Mapping[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Sample, evaluate, print a table and write the JSON file."""
     from minildm.metrics import evaluate_samples, sample_like
-    from minildm.metrics.evaluate import check_metrics, condition_keys
+    from minildm.metrics.evaluate import check_metrics
+    from minildm.metrics.image_to_image import evaluate_image_to_image, image_to_image_task
     from minildm.pretrained import resolve, resolve_config
     from minildm.utils import resolve_device
 
@@ -102,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     n = real.shape[0]  # as many samples as real images: k-NN radii depend on the set size (Kynkäänniemi et al.)
     if n < args.n:
         print(f"the {args.split} split has {n} images: evaluating {n} samples against them")
-    conditions = load_items(data, n, args.cond_split, condition_keys(model))
+    conditions = condition_items(model, data, n, args.cond_split, args.seed)
     progress = not args.no_progress
     start, cpu_start = time.perf_counter(), time.process_time()
     fake = sample_like(model, conditions, n, batch_size=args.batch_size, progress=progress,
@@ -120,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
               "guidance_scale": model.guidance_scale if args.guidance_scale is None else args.guidance_scale,
               "seed": args.seed, "sampling_s": sampling[0], "sampling_cpu_s": sampling[1],
               "total_s": time.perf_counter() - start, "total_cpu_s": time.process_time() - cpu_start}
+    task = image_to_image_task(model)
+    if task is not None:
+        scores = evaluate_image_to_image(model, data, args.split, min(n, 256), args.steps, args.seed)
+        result.update({f"{task}/{key}": value for key, value in scores.items() if key != "task"})
     print(format_table(result))
     if args.json is not None:
         out = Path(args.json or f"outputs/eval/{Path(str(args.checkpoint)).name}.json")

@@ -20,6 +20,10 @@ The methods inpainting_scores compares, as functions inpaint(image, mask) -> ima
     replacement_inpainter   any unconditional / class / layout LDM with replacement sampling (no training)
     masked_input            the masked image itself (the hole left mid-grey): the floor
 
+A model's scores on held-out shapes items: `evaluate_inpainting`, `evaluate_super_resolution`,
+`evaluate_semantic`, and `evaluate_image_to_image(ldm, data)`, which picks by the model's conditioner
+(what the manifest of a course checkpoint and `minildm eval` record).
+
 The palette is the six colours of `minildm.data.shapes.COLOURS` plus one background colour, the mean
 dark grey of the plain background (0.18, 0.18, 0.18) in [0, 1] (backgrounds are drawn in 0.05 .. 0.31
 per channel, far from every object colour). Colour checks compare the *nearest palette entry*, so the
@@ -40,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from minildm.conditioning.inpainting import mask_to_latent, masked_image, paste_back
-from minildm.conditioning.super_resolution import bicubic_upsample
+from minildm.conditioning.super_resolution import bicubic_downsample, bicubic_upsample
 from minildm.data.masks import random_masks
 from minildm.data.shapes import COLOURS
 from minildm.diffusion import replacement_model_fn, sample
@@ -330,3 +334,84 @@ def sr_scores(super_resolved: torch.Tensor, low_res: torch.Tensor, target: torch
         out["lpips_bicubic"] = float(lpips(bicubic, target.float()).mean())
         out["lpips_variant"] = getattr(lpips, "variant", type(lpips).__name__)
     return out
+
+
+# --- a model's scores on held-out items (the manifest of a course checkpoint, `minildm eval`, the benchmark) ---
+
+def shapes_items(data: Mapping[str, Any], split: str, num_items: int, size: int | None = None) -> list[dict[str, Any]]:
+    """The first `num_items` items of `split` of a config's `data` section, drawn at `size` (default: the config's)."""
+    from minildm.data import get_dataset
+
+    dataset = get_dataset(data["name"], split=split, size=size or data.get("size", 32), **dict(data.get("options") or {}))
+    return [dataset[i] for i in range(min(num_items, len(dataset)))]
+
+
+@torch.no_grad()
+def evaluate_inpainting(ldm: torch.nn.Module, items: list[Mapping[str, Any]], steps: int | None = None,
+                        seed: int = 0, batch_size: int = 256) -> dict[str, float]:
+    """`inpainting_scores` of an inpainting LDM on the three cases of `inpainting_masks_for_bars(items, seed)`."""
+    return inpainting_scores(ldm_inpainter(ldm, steps, seed, batch_size), inpainting_masks_for_bars(items, seed))
+
+
+@torch.no_grad()
+def evaluate_super_resolution(ldm: torch.nn.Module, images: torch.Tensor, steps: int | None = None, seed: int = 0,
+                              batch_size: int = 256, lpips: torch.nn.Module | None = None) -> dict[str, Any]:
+    """`sr_scores` of an SR LDM ({"low_res"} conditioner): degrade `images` (bicubic down by the conditioner's
+    scale), super-resolve, compare with the originals and with bicubic upsampling."""
+    scale = ldm.conditioner.scale
+    low_res = bicubic_downsample(images.float(), scale)
+    out = sample_like(ldm, {"low_res": low_res}, images.shape[0], batch_size=batch_size, progress=False,
+                      generator=torch.Generator().manual_seed(seed), steps=steps)
+    return {**sr_scores(out, low_res, images.float(), scale, lpips), "images": int(images.shape[0])}
+
+
+@torch.no_grad()
+def evaluate_semantic(ldm: torch.nn.Module, segmentation: torch.Tensor, steps: int | None = None, seed: int = 0,
+                      batch_size: int = 256) -> dict[str, Any]:
+    """`colour_match_fraction` (all object pixels, and without their borders) of one sample per map (B, H, W)."""
+    out = sample_like(ldm, {"segmentation": segmentation}, segmentation.shape[0], batch_size=batch_size,
+                      progress=False, generator=torch.Generator().manual_seed(seed), steps=steps)
+    return {"colour_match": colour_match_fraction(out, segmentation),
+            "colour_match_eroded": colour_match_fraction(out, segmentation, erode=1),
+            "size": int(segmentation.shape[-1]), "images": int(segmentation.shape[0])}
+
+
+TASKS = {"MaskedImageConditioner": "inpainting", "LowResConditioner": "super_resolution",
+         "SegmentationConditioner": "semantic"}
+
+
+def image_to_image_task(ldm: torch.nn.Module) -> str | None:
+    """"inpainting", "super_resolution" or "semantic" for an LDM with that concat conditioner, else None."""
+    return TASKS.get(type(getattr(ldm, "conditioner", None)).__name__)
+
+
+@torch.no_grad()
+def evaluate_image_to_image(ldm: torch.nn.Module, data: Mapping[str, Any], split: str = "val", num_images: int = 256,
+                            steps: int | None = None, seed: int = 0, larger_sizes: tuple[int, ...] = (64,),
+                            lpips: torch.nn.Module | None = None) -> dict[str, Any]:
+    """The bars of an image-to-image LDM on the first `num_images` items of `split` of its dataset, flat numbers:
+
+        inpainting        known_psnr_raw, known_psnr_pasted, background_hole_psnr, object_completion, ...
+        super_resolution  psnr, psnr_bicubic, psnr_gain (and lpips, lpips_bicubic with an LPIPS module)
+        semantic          colour_match(_eroded) at the trained size, and colour_match_<S>px(_eroded) for each of
+                          `larger_sizes` (on a quarter as many maps: a 64 px sample costs 4 x a 32 px one)
+    """
+    task = image_to_image_task(ldm)
+    if task is None:
+        raise ValueError(f"no image-to-image evaluation for a {type(getattr(ldm, 'conditioner', None)).__name__}; "
+                         f"accepted conditioners: {', '.join(TASKS)}")
+    items = shapes_items(data, split, num_images)
+    result: dict[str, Any] = {"task": task, "split": split, "seed": seed, "steps": steps or ldm.sample_steps}
+    if task == "inpainting":
+        return {**result, **evaluate_inpainting(ldm, items, steps, seed)}
+    if task == "super_resolution":
+        images = torch.stack([item["image"] for item in items])
+        return {**result, **evaluate_super_resolution(ldm, images, steps, seed, lpips=lpips)}
+    seg = torch.stack([item["segmentation"] for item in items])
+    result.update({k: v for k, v in evaluate_semantic(ldm, seg, steps, seed).items() if k != "size"})
+    for size in larger_sizes:
+        seg = torch.stack([item["segmentation"] for item in shapes_items(data, split, max(1, num_images // 4), size)])
+        scores = evaluate_semantic(ldm, seg, steps, seed, batch_size=64)
+        result.update({f"colour_match_{size}px": scores["colour_match"],
+                       f"colour_match_{size}px_eroded": scores["colour_match_eroded"], f"images_{size}px": scores["images"]})
+    return result

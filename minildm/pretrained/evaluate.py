@@ -11,6 +11,10 @@
                    held-out images. Text-to-image and layout-to-image LDMs: the scene judge
                    (minildm.metrics.scene_judge) on one sample per held-out caption / layout, with
                    the captions naming colour-shape pairs held out of training reported apart.
+                   Image-to-image LDMs (concat conditioning: inpainting, super-resolution, semantic
+                   synthesis): their bars, `minildm.metrics.evaluate_image_to_image` (known-region and
+                   background-hole PSNR, half-object completion; PSNR and LPIPS against bicubic; colour
+                   match at 32 and 64 px) on the first 256 held-out items.
 
 Held-out images are the first `num_images` of the config's val split (`minildm.data.load_images`).
 
@@ -93,8 +97,16 @@ def evaluate(model: nn.Module, config: Mapping[str, Any], judge: nn.Module | str
     if target == "judge":
         return evaluate_judge(model, images, labels)
     if target == "latent_diffusion":
+        from minildm.metrics.image_to_image import evaluate_image_to_image, image_to_image_task
         from minildm.pretrained import load
 
+        if image_to_image_task(model) is not None:
+            lpips = None
+            if image_to_image_task(model) == "super_resolution":
+                from minildm.losses import LPIPS
+
+                lpips = LPIPS()
+            return evaluate_image_to_image(model, data, "val", min(num_images, 256), lpips=lpips)
         if judge is None:
             if data["name"] not in JUDGES:
                 raise ValueError(f"no course judge for dataset {data['name']!r}; known: {', '.join(JUDGES)}; "

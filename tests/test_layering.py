@@ -42,6 +42,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 SIDEWAYS: dict[tuple[str, str], str] = {
+    ("minildm.conditioning", "minildm.data"):
+        "the inpainting conditioner draws its training masks with the data package's mask generator",
     ("minildm.train", "minildm.pretrained"):
         "the trainer builds models and reads checkpoints through the one home of model loading",
     ("minildm.pretrained", "minildm.metrics"):

@@ -28,6 +28,7 @@ def _load(name: str):
 
 samplers = _load("samplers")
 pixels_vs_latents = _load("pixels_vs_latents")
+image_to_image = _load("image_to_image")
 
 NUM_CLASSES = 3
 TINY_PARAMS = dict(
@@ -204,3 +205,54 @@ def test_equal_wall_clock_refuses_an_unknown_clock():
         pixels_vs_latents.equal_wall_clock(_tiny_pair(), _tiny_judge(), 1.0, (torch.zeros(4, 3, 16, 16),
                                            torch.zeros(4, dtype=torch.long)), torch.zeros(4, 3, 16, 16),
                                            clock="gpu")
+
+
+# --- image_to_image.py ---------------------------------------------------------------------------
+
+def _tiny_concat_ldm(conditioner: dict, extra_channels: int) -> LatentDiffusion:
+    """A pixel-space (f = 1) 16 px LDM with a concat conditioner: the UNet reads 3 + extra_channels channels."""
+    torch.manual_seed(0)
+    unet = dict(in_channels=3 + extra_channels, out_channels=3, model_channels=8, channel_mult=[1, 2],
+                num_res_blocks=1, attention_resolutions=[], norm_num_groups=4)
+    return LatentDiffusion(unet=unet, conditioner=conditioner, image_size=16, sample_steps=2).eval()
+
+
+def _shapes16(n: int) -> list[dict]:
+    from minildm.data import get_dataset
+
+    return [get_dataset("shapes", split="test", size=16, num_objects=(1, 3))[i] for i in range(n)]
+
+
+def test_image_to_image_inpainting_rows_compare_every_method_on_the_same_masks():
+    model = _tiny_concat_ldm({"type": "inpaint", "latent_channels": 3}, 4)
+    rows = image_to_image.run_inpainting(model, "tiny", {"tiny-class": _tiny_ldm()}, _shapes16(6), steps=2, seed=0)
+    assert [r["method"] for r in rows] == ["tiny (concat, Sec. 4.5)", "replacement: tiny-class", "masked input",
+                                           "real image (ceiling)"]
+    for r in rows:
+        assert r["known_psnr_pasted"] == pytest.approx(100.0) and r["items"] == 6  # paste-back keeps known pixels
+    masked, real = rows[2], rows[3]
+    assert masked["known_psnr_raw"] == pytest.approx(100.0) and masked["background_hole_psnr"] < 20
+    assert real["background_hole_psnr"] == pytest.approx(100.0) and real["object_completion"] > 0.8
+    assert "background-hole PSNR" in image_to_image.format_table("inpainting", rows)
+
+
+def test_image_to_image_super_resolution_rows_start_from_bicubic():
+    model = _tiny_concat_ldm({"type": "low_res", "scale": 4}, 3)
+    images = torch.stack([item["image"] for item in _shapes16(4)])
+    rows = image_to_image.run_super_resolution(model, "tiny", {"other": model}, images, 2, 0, lpips=None)
+    assert [r["method"] for r in rows] == ["bicubic", "tiny", "other"]
+    assert rows[1]["psnr_bicubic"] == pytest.approx(rows[0]["psnr"])
+    assert rows[1]["psnr"] == pytest.approx(rows[2]["psnr"])  # the same model and seed: the same samples
+    assert rows[1]["psnr_gain"] == pytest.approx(rows[1]["psnr"] - rows[0]["psnr"])
+    assert "gain over bicubic" in image_to_image.format_table("super_resolution", rows)
+
+
+def test_image_to_image_semantic_rows_per_size_with_the_real_ceiling():
+    model = _tiny_concat_ldm({"type": "segmentation", "num_classes": 18}, 3)
+    data = {"name": "shapes", "size": 16, "options": {"num_objects": [1, 3]}}
+    rows = image_to_image.run_semantic(model, data, [16, 32], num_items=3, steps=2, seed=0)
+    assert [(r["size"], r["method"]) for r in rows] == [(16, "real images"), (16, "samples"), (32, "real images"),
+                                                       (32, "samples")]
+    assert rows[0]["colour_match_eroded"] == 1.0 and rows[2]["colour_match"] > 0.9  # real images: the ceiling
+    assert all(0.0 <= r["colour_match"] <= 1.0 for r in rows)
+    assert "32 px, samples" in image_to_image.format_table("semantic", rows)

@@ -9,8 +9,8 @@ from minildm.conditioning import bicubic_downsample, bicubic_upsample
 from minildm.data import get_dataset
 from minildm.data.shapes import COLOURS
 from minildm.metrics import (background_hole_masks, colour_match_fraction, half_object_masks,
-                             inpainting_masks_for_bars, inpainting_scores, nearest_palette, object_completed, psnr,
-                             region_psnr, sr_scores)
+                             inpainting_masks_for_bars, inpainting_scores, nearest_palette, object_colour_spread,
+                             object_completed, psnr, region_psnr, sr_scores)
 from minildm.metrics.image_to_image import BACKGROUND_COLOUR, interior
 
 
@@ -64,6 +64,23 @@ def test_colour_match_fraction_known_counts():
     assert colour_match_fraction(image, seg, erode=1) == 1.0
     with pytest.raises(ValueError, match="erode"):
         colour_match_fraction(image, seg, erode=2)
+
+
+def test_object_colour_spread_against_a_per_object_reference():
+    seg = torch.zeros(2, 12, 12, dtype=torch.long)
+    seg[0, 1:6, 1:6], seg[0, 6:12, 4:11], seg[1, 2:10, 2:10] = 3, 8, 3  # three objects (class 3 twice)
+    images = flat(BACKGROUND_COLOUR, size=12, batch=2)
+    assert object_colour_spread(images, seg) == 0.0  # flat objects
+    images = images + 0.2 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))
+    inside = interior(seg)
+    expected = [images[b][:, inside[b] & (seg[b] == c)].std(1).mean() for b, c in ((0, 3), (0, 8), (1, 3))]
+    assert object_colour_spread(images, seg) == pytest.approx(torch.stack(expected).mean().item(), rel=1e-5)
+    seg[0, 6:12, 4:11] = 0  # a 3 x 3 object has one interior pixel: left out below min_pixels
+    seg[0, 7:10, 5:8] = 8
+    assert object_colour_spread(images, seg) == pytest.approx(torch.stack(expected[::2]).mean().item(), rel=1e-5)
+    assert math.isnan(object_colour_spread(images, torch.zeros_like(seg)))
+    with pytest.raises(ValueError, match="object_colour_spread needs images"):
+        object_colour_spread(images, seg[0])
 
 
 def test_interior_leaves_out_borders():

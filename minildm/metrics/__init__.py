@@ -15,7 +15,8 @@ from minildm.metrics.inception_score import inception_score
 from minildm.metrics.image import psnr, ssim
 from minildm.metrics.image_to_image import (background_hole_masks, colour_match_fraction, half_object_masks,
                                              inpainting_masks_for_bars, inpainting_scores, nearest_palette,
-                                             object_completed, region_psnr, shapes_palette, sr_scores)
+                                             object_colour_spread, object_completed, region_psnr, shapes_palette,
+                                             sr_scores)
 from minildm.metrics.judge import JudgeClassifier, judge_accuracy, judge_features, sample_and_judge
 from minildm.metrics.manifold import density_coverage, precision_recall
 from minildm.metrics.speed import (images_per_second, sampling_seconds_per_image, train_images_per_second,
@@ -50,6 +51,7 @@ __all__ = [
     "memorization",
     "nearest_distance",
     "nearest_palette",
+    "object_colour_spread",
     "object_completed",
     "precision_recall",
     "psnr",

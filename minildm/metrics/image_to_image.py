@@ -8,6 +8,7 @@ background and 1 + class id (class id = kind * 6 + colour, minildm.data.shapes).
     region_psnr             PSNR over the pixels of a region only (the known region, the hole, ...)
     nearest_palette         each pixel's nearest colour of the shapes palette: 0 = background, 1 + colour
     colour_match_fraction   semantic synthesis: the object pixels drawn in their class colour
+    object_colour_spread    semantic synthesis: the colour's spread inside objects (0 = flat, as the shapes are)
     background_hole_masks   inpainting: square holes that touch no object (the fill must be background)
     half_object_masks       inpainting: holes over one half of the main object (its colour must come back)
     object_completed        inpainting: the hole's object pixels mostly take the object's colour
@@ -114,6 +115,30 @@ def colour_match_fraction(images: torch.Tensor, segmentation: torch.Tensor, erod
         return float("nan")
     match = nearest_palette(images) == class_colour(segmentation.to(images.device).long())
     return float(match[counted].float().mean())
+
+
+def object_colour_spread(images: torch.Tensor, segmentation: torch.Tensor, min_pixels: int = 4) -> float:
+    """Semantic synthesis: how far object interiors are from flat, the standard deviation of the colour over
+    each object's interior pixels (`interior`: no border pixels), averaged over RGB and over the objects of all
+    images; in the [-1, 1] units of the images, 0 for flat-coloured objects. Objects (one class of one map)
+    with fewer than `min_pixels` interior pixels are left out; NaN when none is left."""
+    if images.dim() != 4 or segmentation.shape != (images.shape[0], *images.shape[-2:]):
+        raise ValueError(f"object_colour_spread needs images (B, 3, H, W) and segmentation (B, H, W) of the same "
+                         f"B, H, W; got {tuple(images.shape)} and {tuple(segmentation.shape)}")
+    seg = segmentation.to(images.device).long()
+    counted = (seg > 0) & interior(seg)  # (B, H, W)
+    groups = (torch.arange(seg.shape[0], device=seg.device)[:, None, None] * (int(seg.max()) + 1) + seg)[counted]
+    pixels = images.permute(0, 2, 3, 1)[counted].double()  # (N, 3): every counted pixel's colour
+    count = torch.zeros(int(groups.max()) + 1 if groups.numel() else 0, dtype=torch.float64, device=images.device)
+    count.index_add_(0, groups, torch.ones_like(groups, dtype=torch.float64))
+    total = torch.zeros(len(count), 3, dtype=torch.float64, device=images.device).index_add_(0, groups, pixels)
+    squares = torch.zeros_like(total).index_add_(0, groups, pixels ** 2)
+    kept = count >= max(min_pixels, 2)
+    if not kept.any():
+        return float("nan")
+    n = count[kept, None]
+    variance = (squares[kept] - total[kept] ** 2 / n) / (n - 1)  # unbiased, per object and channel
+    return float(variance.clamp_min(0).sqrt().mean())
 
 
 def _generator(seed: int | torch.Generator) -> torch.Generator:

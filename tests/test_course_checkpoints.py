@@ -116,7 +116,7 @@ BARS = {"shapes-kl-f4": ("psnr_db", 30.0), "shapes-vq-f4": ("psnr_db", 27.0), "d
 
 def test_shipped_course_checkpoints_fit_the_budget_and_say_how_to_regenerate():
     total = sum(f.stat().st_size for f in pretrained.CHECKPOINTS.rglob("*") if f.is_file())
-    assert total < 30 * 2**20, f"course checkpoints take {total / 2**20:.1f} MB; the budget is 30 MB"
+    assert total < 40 * 2**20, f"course checkpoints take {total / 2**20:.1f} MB; the budget is 40 MB"
     for name in SHIPPED:
         info = pretrained.manifest(name)
         assert info["command"].startswith("minildm train ") and info["command"].endswith(f"--export {name}")

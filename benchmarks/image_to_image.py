@@ -61,6 +61,13 @@ def _timed(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return {**out, "cpu_seconds": time.process_time() - start}
 
 
+@torch.no_grad()
+def reconstruct(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """D(E(x)) through the model's first stage: the best a latent model's decoded output can be."""
+    device = next(model.parameters()).device
+    return torch.cat([model.decode(model.encode(x.to(device))).float().cpu() for x in images.split(batch_size)])
+
+
 def run_inpainting(model: nn.Module, name: str, replacements: dict[str, nn.Module], items: list[dict[str, Any]],
                    steps: int | None, seed: int) -> list[dict[str, Any]]:
     """Rows: the inpainting model, replacement sampling with each model of `replacements`, the masked input,
@@ -69,17 +76,20 @@ def run_inpainting(model: nn.Module, name: str, replacements: dict[str, nn.Modul
     methods = {f"{name} (concat, Sec. 4.5)": ldm_inpainter(model, steps, seed)}
     methods.update({f"replacement: {key}": replacement_inpainter(m, steps, seed) for key, m in replacements.items()})
     methods["masked input"] = masked_input
+    methods["first-stage reconstruction (ceiling of raw outputs)"] = lambda image, mask: reconstruct(model, image)
     methods["real image (ceiling)"] = lambda image, mask: image
     return [{"method": method, **_timed(lambda: inpainting_scores(fn, cases))} for method, fn in methods.items()]
 
 
 def run_super_resolution(model: nn.Module, name: str, compare: dict[str, nn.Module], images: torch.Tensor,
                          steps: int | None, seed: int, lpips: nn.Module | None) -> list[dict[str, Any]]:
-    """Rows: bicubic upsampling, the model, each model of `compare`; PSNR and LPIPS against `images`."""
+    """Rows: bicubic upsampling, the model's first-stage reconstruction of the originals (the ceiling of a
+    latent model), the model, each model of `compare`; PSNR and LPIPS against `images`."""
     low_res = bicubic_downsample(images, model.conditioner.scale)
-    bicubic = sr_scores(images, low_res, images, model.conditioner.scale, lpips)  # its *_bicubic entries
-    rows = [{"method": "bicubic", "psnr": bicubic["psnr_bicubic"], "psnr_gain": 0.0,
-             "lpips": bicubic.get("lpips_bicubic"), "lpips_variant": bicubic.get("lpips_variant"), "cpu_seconds": 0.0}]
+    ceiling = sr_scores(reconstruct(model, images), low_res, images, model.conditioner.scale, lpips)
+    rows = [{"method": "bicubic", "psnr": ceiling["psnr_bicubic"], "psnr_gain": 0.0,
+             "lpips": ceiling.get("lpips_bicubic"), "lpips_variant": ceiling.get("lpips_variant"), "cpu_seconds": 0.0},
+            {"method": "first-stage reconstruction (ceiling)", **ceiling, "cpu_seconds": 0.0}]
     for method, m in {name: model, **compare}.items():
         rows.append({"method": method, **_timed(lambda: evaluate_super_resolution(m, images, steps, seed,
                                                                                   lpips=lpips))})

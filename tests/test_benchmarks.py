@@ -227,10 +227,12 @@ def test_image_to_image_inpainting_rows_compare_every_method_on_the_same_masks()
     model = _tiny_concat_ldm({"type": "inpaint", "latent_channels": 3}, 4)
     rows = image_to_image.run_inpainting(model, "tiny", {"tiny-class": _tiny_ldm()}, _shapes16(6), steps=2, seed=0)
     assert [r["method"] for r in rows] == ["tiny (concat, Sec. 4.5)", "replacement: tiny-class", "masked input",
+                                           "first-stage reconstruction (ceiling of raw outputs)",
                                            "real image (ceiling)"]
     for r in rows:
         assert r["known_psnr_pasted"] == pytest.approx(100.0) and r["items"] == 6  # paste-back keeps known pixels
-    masked, real = rows[2], rows[3]
+    masked, identity, real = rows[2], rows[3], rows[4]
+    assert identity["known_psnr_raw"] == pytest.approx(100.0)  # pixel space: the first stage is the identity
     assert masked["known_psnr_raw"] == pytest.approx(100.0) and masked["background_hole_psnr"] < 20
     assert real["background_hole_psnr"] == pytest.approx(100.0) and real["object_completion"] > 0.8
     assert "background-hole PSNR" in image_to_image.format_table("inpainting", rows)
@@ -240,10 +242,11 @@ def test_image_to_image_super_resolution_rows_start_from_bicubic():
     model = _tiny_concat_ldm({"type": "low_res", "scale": 4}, 3)
     images = torch.stack([item["image"] for item in _shapes16(4)])
     rows = image_to_image.run_super_resolution(model, "tiny", {"other": model}, images, 2, 0, lpips=None)
-    assert [r["method"] for r in rows] == ["bicubic", "tiny", "other"]
-    assert rows[1]["psnr_bicubic"] == pytest.approx(rows[0]["psnr"])
-    assert rows[1]["psnr"] == pytest.approx(rows[2]["psnr"])  # the same model and seed: the same samples
-    assert rows[1]["psnr_gain"] == pytest.approx(rows[1]["psnr"] - rows[0]["psnr"])
+    assert [r["method"] for r in rows] == ["bicubic", "first-stage reconstruction (ceiling)", "tiny", "other"]
+    assert rows[1]["psnr"] == pytest.approx(100.0)  # pixel space: the first stage is the identity
+    assert rows[2]["psnr_bicubic"] == pytest.approx(rows[0]["psnr"])
+    assert rows[2]["psnr"] == pytest.approx(rows[3]["psnr"])  # the same model and seed: the same samples
+    assert rows[2]["psnr_gain"] == pytest.approx(rows[2]["psnr"] - rows[0]["psnr"])
     assert "gain over bicubic" in image_to_image.format_table("super_resolution", rows)
 
 

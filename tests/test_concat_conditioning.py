@@ -276,3 +276,38 @@ def test_segmentation_checkpoint_roundtrip_keeps_the_rescaler(tmp_path):
     torch.testing.assert_close(loaded.condition({"segmentation": seg})["concat"],
                                trainer.model.eval().condition({"segmentation": seg})["concat"])
     assert loaded.sample(cond={"segmentation": seg}, steps=1, progress=False).shape == (2, 3, 16, 16)
+
+
+@pytest.mark.parametrize("name", ["shapes-inpaint", "shapes-sr4", "shapes-semantic"])
+def test_shipped_image_to_image_checkpoints_follow_their_inputs(name):
+    """A few held-out items, 10 steps: each course model clears its bar's measure with room to spare."""
+    from minildm.metrics.image_to_image import (background_hole_masks, colour_match_fraction, region_psnr,
+                                                sr_scores)
+    from minildm.pretrained import available, load
+
+    if name not in available():
+        pytest.skip(f"{name} is not shipped")
+    ldm = load(name)
+    data = get_dataset("shapes", split="test", size=32)
+    items = [data[i] for i in range(16)]
+    images = torch.stack([it["image"] for it in items])
+    seg = torch.stack([it["segmentation"] for it in items])
+    generator = torch.Generator().manual_seed(0)
+    if name == "shapes-semantic":
+        big = torch.stack([get_dataset("shapes", split="test", size=64)[i]["segmentation"] for i in range(4)])
+        out = ldm.sample(cond={"segmentation": big}, steps=10, generator=generator, progress=False)
+        assert out.shape == (4, 3, 64, 64)
+        assert colour_match_fraction(ldm.sample(cond={"segmentation": seg}, steps=10, generator=generator,
+                                                progress=False), seg) >= 0.8
+    elif name == "shapes-sr4":
+        low_res = bicubic_downsample(images, 4)
+        out = ldm.sample(cond={"low_res": low_res}, steps=10, generator=generator, progress=False)
+        scores = sr_scores(out, low_res, images, 4)
+        assert scores["psnr"] >= scores["psnr_bicubic"] + 2.0
+    else:
+        masks, valid = background_hole_masks(seg)  # holes over background only: filled with background
+        out = ldm.sample(cond={"image": images[valid], "mask": masks[valid]}, steps=10, generator=generator,
+                         progress=False)
+        known = 1 - masks[valid]
+        assert valid.sum() >= 8 and torch.equal(out * known, images[valid] * known)  # known pixels pasted back
+        assert region_psnr(out, images[valid], masks[valid]).mean() >= 22.0

@@ -10,7 +10,8 @@ learned ones; the result is concatenated to z_t:
     -> 1 x 1 conv                      (B, c_cond, h, w)
     eps_theta([z_t ; c], t)            in_channels = latent channels + c_cond
 
-Everything here is convolutional, so a model trained on 32 x 32 maps samples 64 x 64 or 128 x 128
+The map path is convolutional and the UNet's convolutions and self-attention work at any size, so a
+model trained on 32 x 32 maps samples 64 x 64 or 128 x 128
 images from a larger map (the paper samples 512 and 1024 px landscapes from a 256 px model).
 The null condition (for guidance) is "no map": every one-hot channel zero.
 """
@@ -39,15 +40,17 @@ class SpatialRescaler(nn.Module):
     """Resize a map by `multiplier` n_stages times (bilinear), then map its channels with a 1 x 1 convolution.
 
     (B, in_channels, H, W) -> (B, out_channels, H * multiplier^n_stages, W * multiplier^n_stages).
+    bias: the 1 x 1 convolution's bias. The original's semantic-synthesis models use none (its default,
+    bias=False); the course model keeps one (a learned offset of the map channels; both train the same way).
     """
 
     def __init__(self, n_stages: int = 2, in_channels: int = 19, out_channels: int = 3,
-                 multiplier: float = 0.5, method: str = "bilinear"):
+                 multiplier: float = 0.5, method: str = "bilinear", bias: bool = True):
         super().__init__()
         if method not in ("nearest", "bilinear", "bicubic", "area"):
             raise ValueError(f"unknown method {method!r}; valid: nearest, bilinear, bicubic, area")
         self.n_stages, self.multiplier, self.method = n_stages, multiplier, method
-        self.channel_mapper = nn.Conv2d(in_channels, out_channels, kernel_size=1)
+        self.channel_mapper = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) -> (B, out_channels, h, w)."""

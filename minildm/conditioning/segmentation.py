@@ -11,8 +11,8 @@ learned ones; the result is concatenated to z_t:
     eps_theta([z_t ; c], t)            in_channels = latent channels + c_cond
 
 The map path is convolutional and the UNet's convolutions and self-attention work at any size, so a
-model trained on 32 x 32 maps samples 64 x 64 or 128 x 128
-images from a larger map (the paper samples 512 and 1024 px landscapes from a 256 px model).
+model trained on 32 x 32 maps samples 64 x 64 or 128 x 128 images from a larger map (the paper samples
+512 and 1024 px landscapes from a 256 px model).
 The null condition (for guidance) is "no map": every one-hot channel zero.
 """
 

@@ -88,10 +88,11 @@ def read_image(path: str, grey: bool = False) -> torch.Tensor:
 
     if not Path(path).is_file():
         raise ValueError(f"no image file {path!r}")
-    picture = Image.open(path).convert("L" if grey else "RGB")
-    array = torch.as_tensor(list(picture.getdata()), dtype=torch.float32)  # (H*W,) or (H*W, 3)
-    array = array.view(picture.height, picture.width, -1).permute(2, 0, 1)[None]  # -> (1, C, H, W)
-    return array / 255 if grey else array / 127.5 - 1
+    import numpy as np
+
+    array = np.asarray(Image.open(path).convert("L" if grey else "RGB"), dtype=np.float32)  # (H, W) or (H, W, 3)
+    image = torch.from_numpy(array.reshape(array.shape[0], array.shape[1], -1)).permute(2, 0, 1)[None]  # (1, C, H, W)
+    return image / 255 if grey else image / 127.5 - 1
 
 
 def file_condition(args: argparse.Namespace, keys: tuple[str, ...]) -> dict[str, torch.Tensor] | None:

@@ -74,6 +74,68 @@ def test_stroke_masks_match_a_pixel_by_pixel_reference():
 
 
 # --- inpainting pieces -----------------------------------------------------------------------------
+def test_object_part_masks_cut_one_side_of_a_real_object():
+    """Against a per-image loop: the hole is the chosen side of the chosen box (cut at 0.3 .. 0.7 of its extent,
+    the margin beyond the other three sides); padding boxes are never chosen; no object, no hole."""
+    from minildm.data.masks import object_part_masks
+
+    size = 16
+    boxes = torch.tensor([[[0.2, 0.2, 0.6, 0.8], [0.0, 0.0, 0.0, 0.0]],
+                          [[0.0, 0.0, 0.0, 0.0], [0.5, 0.1, 0.9, 0.5]],
+                          [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]]).repeat(20, 1, 1)
+    labels = torch.tensor([[4, -1], [-1, 7], [-1, -1]]).repeat(20, 1)
+    masks = object_part_masks(boxes, labels, size, torch.Generator().manual_seed(0))
+    assert masks.shape == (60, 1, size, size) and set(masks.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(masks, object_part_masks(boxes, labels, size, torch.Generator().manual_seed(0)))
+    generator = torch.Generator().manual_seed(0)  # replay the draws
+    torch.rand((60, 2), generator=generator)  # the object choice (a single real object here)
+    u = torch.rand((60, 3), generator=generator)
+    centre = (torch.arange(size) + 0.5) / size
+    for i in range(60):
+        expected = torch.zeros(size, size)
+        if labels[i].max() >= 0:
+            x0, y0, x1, y1 = boxes[i, int(labels[i].argmax())].tolist()
+            side, cut, margin = min(int(u[i, 0] * 4), 3), 0.3 + 0.4 * float(u[i, 1]), 0.1 * float(u[i, 2])
+            lo_x, hi_x, lo_y, hi_y = x0 - margin, x1 + margin, y0 - margin, y1 + margin
+            if side == 0:
+                hi_x = x0 + cut * (x1 - x0)
+            elif side == 1:
+                lo_x = x1 - cut * (x1 - x0)
+            elif side == 2:
+                hi_y = y0 + cut * (y1 - y0)
+            else:
+                lo_y = y1 - cut * (y1 - y0)
+            for row in range(size):
+                for col in range(size):
+                    expected[row, col] = float(lo_x <= centre[col] < hi_x and lo_y <= centre[row] < hi_y)
+        assert torch.equal(masks[i, 0], expected), i
+    # the hole hides part of the object, never all of it
+    for i in range(2):
+        x0, y0, x1, y1 = (boxes[i, int(labels[i].argmax())] * size).round().long().tolist()
+        inside = masks[i::3, 0, y0:y1, x0:x1].mean(dim=(1, 2))
+        assert (inside > 0.1).all() and (inside < 0.9).all()
+
+
+def test_random_masks_mix_in_object_parts_when_asked():
+    data = get_dataset("shapes", split="train", size=32)
+    items = [data[i] for i in range(64)]
+    boxes, labels = torch.stack([it["boxes"] for it in items]), torch.stack([it["box_labels"] for it in items])
+    generic = random_masks(64, 32, generator=torch.Generator().manual_seed(0))
+    mixed = random_masks(64, 32, generator=torch.Generator().manual_seed(0), object_share=0.5, boxes=boxes,
+                         box_labels=labels)
+    changed = (mixed != generic).flatten(1).any(1)
+    assert 16 < int(changed.sum()) < 48  # about half replaced by object parts
+    with pytest.raises(ValueError, match="needs the items' boxes"):
+        random_masks(2, 8, object_share=0.5)
+    with pytest.raises(ValueError, match=r"object_share must lie in \[0, 1\]"):
+        MaskedImageConditioner(object_share=1.5)
+    conditioner = MaskedImageConditioner(object_share=0.5)
+    assert conditioner.dataset_keys == ("image", "boxes", "box_labels")
+    cond = conditioner.training_cond({"image": torch.stack([it["image"] for it in items]), "boxes": boxes,
+                                      "box_labels": labels})
+    assert cond["mask"].shape == (64, 1, 32, 32)
+
+
 def test_masked_image_mask_to_latent_and_paste_back():
     image = torch.rand(2, 3, 8, 8) * 2 - 1
     mask = torch.zeros(2, 1, 8, 8)
@@ -193,7 +255,8 @@ def test_segmentation_conditioner_binds_to_the_first_stage_factor():
 
 
 # --- training through the dataset keys, guidance, hybrid, checkpoints ----------------------------------------
-@pytest.mark.parametrize("spec, extra", [({"type": "inpaint"}, 4), ({"type": "low_res", "scale": 2}, 3),
+@pytest.mark.parametrize("spec, extra", [({"type": "inpaint"}, 4), ({"type": "inpaint", "object_share": 0.5}, 4),
+                                         ({"type": "low_res", "scale": 2}, 3),
                                          ({"type": "segmentation", "num_classes": 18}, 3)])
 def test_concat_training_reads_dataset_keys_and_reduces_the_loss(spec, extra):
     """encode_dataset keeps what the conditioner reads (images or maps); 80 steps lower the loss at fixed draws."""

@@ -13,7 +13,8 @@ back, x_out = m * x_generated + (1 - m) * x: the model only ever changes the hol
 
 Convention: image (B, 3, H, W) in [-1, 1] (whatever the hole holds is ignored), mask (B, 1, H, W) float,
 1 = to fill, 0 = known. The null condition (for guidance) is "everything to fill, nothing known".
-Training masks come from `minildm.data.masks.random_masks` (boxes and strokes), a new mask per step.
+Training masks come from `minildm.data.masks.random_masks` (boxes and strokes, and with `object_share` > 0
+also holes over part of an object, drawn from the items' boxes), a new mask per step.
 """
 
 from __future__ import annotations
@@ -50,26 +51,34 @@ class MaskedImageConditioner(ConcatConditioner):
         latent_channels: channels of the first stage's latent (the concat map has latent_channels + 1).
         mask_kind: training masks, "mixed" (boxes and strokes), "box" or "stroke" (see minildm.data.masks).
         paste: paste the known pixels back after decoding (the paper's practice).
+        object_share: the fraction of training masks that hide one side of an object (object-aware masks,
+            `minildm.data.masks.object_part_masks`); training then also reads the items' boxes.
     """
 
     keys = ("image", "mask")
 
-    def __init__(self, latent_channels: int = 3, mask_kind: str = "mixed", paste: bool = True):
+    def __init__(self, latent_channels: int = 3, mask_kind: str = "mixed", paste: bool = True,
+                 object_share: float = 0.0):
         super().__init__()
         if mask_kind not in MASK_KINDS:
             raise ValueError(f"unknown mask_kind {mask_kind!r}; valid kinds: {', '.join(MASK_KINDS)}")
+        if not 0.0 <= object_share <= 1.0:
+            raise ValueError(f"object_share must lie in [0, 1], got {object_share!r}")
         self.latent_channels, self.mask_kind, self.paste = latent_channels, mask_kind, paste
+        self.object_share = float(object_share)
         self.concat_channels = latent_channels + 1
 
     @property
     def dataset_keys(self) -> tuple[str, ...]:
-        """Training reads the images; the masks are drawn per step."""
-        return ("image",)
+        """Training reads the images (and the boxes, for object-part masks); the masks are drawn per step."""
+        return ("image", "boxes", "box_labels") if self.object_share > 0 else ("image",)
 
     def training_cond(self, batch: Mapping[str, Any]) -> dict[str, Any]:
-        """The batch's images with a fresh random mask each (boxes and strokes)."""
+        """The batch's images with a fresh random mask each (boxes and strokes, some object parts)."""
         image = batch["image"]
-        mask = random_masks(image.shape[0], image.shape[-1], self.mask_kind, device=image.device)
+        objects = {"boxes": batch["boxes"], "box_labels": batch["box_labels"]} if self.object_share > 0 else {}
+        mask = random_masks(image.shape[0], image.shape[-1], self.mask_kind, device=image.device,
+                            object_share=self.object_share, **objects)
         return {"image": image, "mask": mask}
 
     def prepare(self, cond: Mapping[str, Any]) -> dict[str, torch.Tensor]:

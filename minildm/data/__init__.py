@@ -8,7 +8,7 @@ Items are dicts whose "image" is a (C, H, W) float tensor in [-1, 1].
 
 from minildm.data.batches import balanced_labels, load_images, stack_items
 from minildm.data.files import DatasetNotFoundError, data_root
-from minildm.data.masks import box_masks, random_masks, stroke_masks
+from minildm.data.masks import box_masks, object_part_masks, random_masks, stroke_masks
 from minildm.data.registry import available_datasets, dataset_info, dataset_options, get_dataset
 from minildm.data.shapes import ShapesDataset, shape_class_names
 from minildm.data.torchvision_data import download
@@ -28,6 +28,7 @@ __all__ = [
     "image_grid",
     "images_to_png",
     "load_images",
+    "object_part_masks",
     "png_to_images",
     "random_masks",
     "resize_image",

@@ -8,20 +8,12 @@
 
 Everything lands in `outputs/demo/`: the three runs (checkpoints, log.csv, TensorBoard),
 `samples.png` (one row per class), `reconstructions.png` and `report.md`.
-
-On a CPU with two or more threads, the three trainings run data-parallel in two processes (gloo, the
-same gradient averaging as `torchrun`, see minildm.train.distributed), each with half the batch and
-half the threads. These models are too small for two threads to share one convolution well: two
-one-thread processes do ~1.4x the work of one two-thread process per second. `--processes 1` trains
-in this process instead; on a GPU the demo always does.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import time
 from pathlib import Path
 
@@ -42,9 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", default="dpmpp_2m", help="sampler name (default dpmpp_2m)")
     parser.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
-    parser.add_argument("--processes", type=int, default=None,
-                        help="CPU training processes, each with its share of the threads and of the batch "
-                             "(default: 2 when torch may use 2+ threads and no GPU is present, else 1)")
 
 
 def _overrides(name: str, fast: bool) -> list[str]:
@@ -54,96 +43,22 @@ def _overrides(name: str, fast: bool) -> list[str]:
             "train.log_every=10"]
 
 
-def _train(name: str, out: Path, fast: bool, extra: tuple[str, ...] = ()):
+def _train(name: str, out: Path, fast: bool):
     from minildm.train import train_from_config
 
-    return train_from_config(CONFIGS[name], [*_overrides(name, fast), *extra], out_dir=out / name)
+    return train_from_config(CONFIGS[name], _overrides(name, fast), out_dir=out / name)
 
 
-def _train_ldm(out: Path, fast: bool, num_latents: int, extra: tuple[str, ...] = ()):
+def _train_ldm(out: Path, fast: bool, num_latents: int):
     """Stage 2 on latents encoded once by the frozen autoencoder (see `LatentDataset`)."""
     from minildm.train import Trainer, build_dataset, load_config, seeded_build_model
 
-    overrides = [*_overrides("ldm", fast), *extra, f"model.params.first_stage={(out / 'autoencoder').as_posix()}",
+    overrides = [*_overrides("ldm", fast), f"model.params.first_stage={(out / 'autoencoder').as_posix()}",
                  f"train.out_dir={(out / 'ldm').as_posix()}"]
     config = load_config(CONFIGS["ldm"], overrides)
     model = seeded_build_model(config)
     latents = model.encode_dataset(build_dataset(config), num_items=num_latents)
     return Trainer(model, latents, config).fit()
-
-
-def default_processes(fast: bool) -> int:
-    """2 on a CPU where torch may use 2+ threads (and no GPU), else 1 (see the module docstring)."""
-    from minildm.utils import default_device
-
-    if fast or default_device().type != "cpu" or torch.get_num_threads() < 2:
-        return 1
-    return 2
-
-
-def _per_process_batches(processes: int, fast: bool) -> dict[str, tuple[str, ...]]:
-    """Each stage's batch split over the processes (the global batch stays the config's)."""
-    from minildm.train import load_config
-
-    split = {}
-    for name in CONFIGS:
-        batch = int(load_config(CONFIGS[name], _overrides(name, fast))["train"]["batch_size"])
-        if batch % processes:
-            raise ValueError(f"--processes {processes} does not divide the batch of {CONFIGS[name]} ({batch}); "
-                             f"use a divisor of {batch}")
-        split[name] = (f"train.batch_size={batch // processes}",)
-    return split
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _train_worker(rank: int, processes: int, port: int, threads: int, out: str, fast: bool,
-                  num_latents: int) -> None:
-    """One of the data-parallel training processes: the three stages in order, then its CPU time per stage."""
-    import torch.distributed as dist
-
-    from minildm.train.distributed import init_distributed, shutdown
-
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(processes), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.set_num_threads(threads)
-    info = init_distributed("cpu")  # the trainers below join this group, they do not leave it
-    folder, split, cpu, wall = Path(out), _per_process_batches(processes, fast), {}, {}
-    try:
-        for name in ("autoencoder", "judge", "ldm"):
-            tic, cpu_tic = time.perf_counter(), time.process_time()
-            if name == "ldm":
-                _train_ldm(folder, fast, num_latents, split[name])
-            else:
-                _train(name, folder, fast, split[name])
-            dist.barrier()  # rank 0 has written the checkpoint the next stage (or the parent) reads
-            wall[name], cpu[name] = time.perf_counter() - tic, time.process_time() - cpu_tic
-        (folder / f".times-rank{rank}.json").write_text(json.dumps({"wall": wall, "cpu": cpu}))
-    finally:
-        shutdown(info)
-
-
-def _train_in_processes(out: Path, fast: bool, num_latents: int, processes: int, times: dict, cpu: dict):
-    """The three trainings in `processes` data-parallel processes; returns autoencoder, judge, LDM (EMA) loaded."""
-    import torch.multiprocessing as mp
-
-    from minildm.pretrained.runs import load_model
-
-    threads = max(1, torch.get_num_threads() // processes)
-    mp.spawn(_train_worker, args=(processes, _free_port(), threads, str(out), fast, num_latents), nprocs=processes)
-    for rank in range(processes):
-        path = out / f".times-rank{rank}.json"
-        measured = json.loads(path.read_text())
-        path.unlink()
-        for name in CONFIGS:
-            cpu[name] = cpu.get(name, 0.0) + measured["cpu"][name]  # every process's CPU time
-            if rank == 0:
-                times[name] = measured["wall"][name]
-    return load_model(out / "autoencoder"), load_model(out / "judge"), load_model(out / "ldm", ema=True)
 
 
 def _on_device_of(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -197,33 +112,24 @@ def run(args: argparse.Namespace) -> int:
     cpu: dict[str, float] = {}  # CPU seconds of this process per stage (all threads)
     start, cpu_start = time.perf_counter(), time.process_time()
 
-    processes = args.processes or default_processes(fast)
-    if processes < 1:
-        raise ValueError(f"--processes must be 1 or more, got {processes}")
-    if processes > 1:
-        threads = max(1, torch.get_num_threads() // processes)
-        print(f"[1-3/4] training the KL-f4 autoencoder, the judge and the class-conditional LDM, data-parallel "
-              f"in {processes} processes with {threads} thread(s) each")
-        autoencoder, judge, ldm = _train_in_processes(out, fast, 256 if fast else 24_000, processes, times, cpu)
-    else:
-        print("[1/4] stage 1: training the KL-f4 autoencoder on shapes (32 px -> 3x8x8 latents)")
-        tic, cpu_tic = time.perf_counter(), time.process_time()
-        autoencoder = _train("autoencoder", out, fast).model.eval()
-        times["autoencoder"], cpu["autoencoder"] = time.perf_counter() - tic, time.process_time() - cpu_tic
+    print("[1/4] stage 1: training the KL-f4 autoencoder on shapes (32 px -> 3x8x8 latents)")
+    tic, cpu_tic = time.perf_counter(), time.process_time()
+    autoencoder = _train("autoencoder", out, fast).model.eval()
+    times["autoencoder"], cpu["autoencoder"] = time.perf_counter() - tic, time.process_time() - cpu_tic
 
-        print("[2/4] training the judge (a classifier of the 18 classes) on real images")
-        tic, cpu_tic = time.perf_counter(), time.process_time()
-        judge = _train("judge", out, fast).model.eval()
-        times["judge"], cpu["judge"] = time.perf_counter() - tic, time.process_time() - cpu_tic
+    print("[2/4] training the judge (a classifier of the 18 classes) on real images")
+    tic, cpu_tic = time.perf_counter(), time.process_time()
+    judge = _train("judge", out, fast).model.eval()
+    times["judge"], cpu["judge"] = time.perf_counter() - tic, time.process_time() - cpu_tic
 
-        print("[3/4] stage 2: training the class-conditional latent diffusion model")
-        tic, cpu_tic = time.perf_counter(), time.process_time()
-        trainer = _train_ldm(out, fast, num_latents=256 if fast else 24_000)
-        ldm = trainer.model
-        if trainer.ema is not None:
-            trainer.ema.copy_to(ldm)  # sample with the EMA weights
-        ldm.eval()
-        times["ldm"], cpu["ldm"] = time.perf_counter() - tic, time.process_time() - cpu_tic
+    print("[3/4] stage 2: training the class-conditional latent diffusion model")
+    tic, cpu_tic = time.perf_counter(), time.process_time()
+    trainer = _train_ldm(out, fast, num_latents=256 if fast else 24_000)
+    ldm = trainer.model
+    if trainer.ema is not None:
+        trainer.ema.copy_to(ldm)  # sample with the EMA weights
+    ldm.eval()
+    times["ldm"], cpu["ldm"] = time.perf_counter() - tic, time.process_time() - cpu_tic
 
     print(f"[4/4] sampling {per_class} images per class: {args.sampler}, {steps} steps, CFG {args.guidance_scale}")
     tic, cpu_tic = time.perf_counter(), time.process_time()
@@ -237,8 +143,7 @@ def run(args: argparse.Namespace) -> int:
         for chunk in labels.split(72)
     ])
     times["sampling"], cpu["sampling"] = time.perf_counter() - tic, time.process_time() - cpu_tic
-    times["total"] = time.perf_counter() - start
-    cpu["total"] = time.process_time() - cpu_start + (sum(cpu[name] for name in CONFIGS) if processes > 1 else 0.0)
+    times["total"], cpu["total"] = time.perf_counter() - start, time.process_time() - cpu_start
 
     # the models may sit on a GPU: inputs go to the model's device, results come back to the CPU
     samples = samples.cpu()
@@ -259,7 +164,6 @@ def run(args: argparse.Namespace) -> int:
         "guidance_scale": args.guidance_scale,
         "fast_mode": fast,
         "threads": torch.get_num_threads(),
-        "processes": processes,
         "seconds": {k: round(v, 1) for k, v in times.items()},
         "cpu_seconds": {k: round(v, 1) for k, v in cpu.items()},
     }
@@ -284,6 +188,6 @@ A latent diffusion model trained from scratch on single-object shapes (32 px, 18
 | 3. class-conditional LDM | trained with 10% condition dropout | {s["ldm"]:.0f} s |
 | 4. sampling: {r["sampler"]}, {r["sampling_steps"]} steps, CFG {r["guidance_scale"]} | **judge labels {100 * r["judge_accuracy_on_samples"]:.1f}% of {r["samples"]} samples as the asked class**; Fréchet distance in judge features {r["judge_frechet_distance"]:.3f} | {s["sampling"]:.0f} s |
 
-Total: {s["total"] / 60:.1f} minutes ({r["cpu_seconds"]["total"] / 60:.1f} CPU-minutes, {r["threads"]} thread(s){f", training in {r['processes']} processes" if r.get("processes", 1) > 1 else ""}). Files: samples.png (one row per class), reconstructions.png, results.json,
+Total: {s["total"] / 60:.1f} minutes ({r["cpu_seconds"]["total"] / 60:.1f} CPU-minutes, {r["threads"]} thread(s)). Files: samples.png (one row per class), reconstructions.png, results.json,
 and the three training runs (autoencoder/, judge/, ldm/) with checkpoints, log.csv and TensorBoard logs.
 """

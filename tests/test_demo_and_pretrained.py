@@ -34,31 +34,6 @@ def test_demo_fast_writes_samples_report_and_metrics(tmp_path):
         assert (out / run / "checkpoints" / "last" / "model.safetensors").is_file()
 
 
-def test_demo_trains_data_parallel_in_two_processes(tmp_path):
-    """`--processes 2`: each process trains on half the batch (gloo gradient averaging), the parent samples from
-    the checkpoints; each stage ran its steps; a batch the processes do not divide is refused with the fix."""
-    from minildm.demo import _per_process_batches
-    from minildm.pretrained.runs import load_model
-
-    out = tmp_path / "demo"
-    env = {**__import__("os").environ, "OMP_NUM_THREADS": "2"}
-    result = subprocess.run([sys.executable, "-m", "minildm", "demo", "--fast", "--processes", "2", "--out", str(out)],
-                            capture_output=True, text=True, timeout=900, env=env)
-    assert result.returncode == 0, result.stderr[-2000:]
-    results = json.loads((out / "results.json").read_text())
-    assert results["processes"] == 2 and results["samples"] == 36
-    assert set(results["cpu_seconds"]) >= {"autoencoder", "judge", "ldm", "sampling", "total"}
-    for run in ("autoencoder", "judge", "ldm"):
-        state = json.loads((out / run / "checkpoints" / "last" / "state.json").read_text())
-        assert state["step"] == 20 and state["world_size"] == 2
-        assert state["config"]["train"]["batch_size"] == 4  # the fast batch of 8, split over 2 processes
-    ldm = load_model(out / "ldm")
-    assert float(ldm.first_stage.scale_factor) == pytest.approx(results["latent_scale_factor"])
-    assert not list(out.glob(".times-rank*.json"))
-    with pytest.raises(ValueError, match="--processes 3 does not divide the batch"):
-        _per_process_batches(3, fast=True)
-
-
 def test_export_and_load_course_checkpoint_roundtrip(tmp_path, checkpoint_dir):
     trainer = train_from_config("demo/shapes-judge", ["train.steps=3", "train.batch_size=4"],
                                 out_dir=tmp_path / "judge", progress=False)

@@ -110,3 +110,14 @@ def test_torchrun_resume_continues_the_run(straight_run, tmp_path):
     b = ckpt.read_state(tmp_path / "resumed" / "checkpoints" / "last")
     assert b["step"] == 4 and a["replica_checksums"] == b["replica_checksums"]
     assert a["logs"] == b["logs"]
+
+
+def test_end_process_flushes_and_exits_with_the_code():
+    """A distributed worker leaves through `end_process`: what it printed arrives, and the exit status is kept."""
+    script = ("import sys\nfrom minildm.train.distributed import end_process\n"
+              "print('written', end='')\nprint('to stderr', end='', file=sys.stderr)\nend_process(3)\n"
+              "print('never')\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3
+    assert result.stdout == "written" and result.stderr.endswith("to stderr")

@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent("""
     import copy, json, sys
     import torch
     import torch.distributed as dist
-    from minildm.train.distributed import init_distributed, shard_model, shutdown
+    from minildm.train.distributed import end_process, init_distributed, shard_model, shutdown
     from minildm.unet import UNetModel
 
     info = init_distributed("cpu")
@@ -59,9 +59,11 @@ SCRIPT = textwrap.dedent("""
         diff = max((full[name] - p).abs().max().item() for name, p in reference.named_parameters())
         moved = max((full[name] - p).abs().max().item() for name, p in initial.named_parameters())
         total = sum(p.numel() for p in reference.parameters())
-        json.dump({"diff": diff, "moved": moved, "local": local, "total": total,
-                   "dtensor": type(next(unet.parameters())).__name__}, open(sys.argv[1], "w"))
+        with open(sys.argv[1], "w") as f:
+            json.dump({"diff": diff, "moved": moved, "local": local, "total": total,
+                       "dtensor": type(next(unet.parameters())).__name__}, f)
     shutdown(info)
+    end_process(0)  # the sharded parameters keep gloo's threads alive past shutdown
 """)
 
 
@@ -96,7 +98,7 @@ TRAINER_SCRIPT = textwrap.dedent("""
     from safetensors.torch import save_file
     from minildm.ldm import LatentDataset, LatentDiffusion
     from minildm.train import Trainer
-    from minildm.train.distributed import full_tensors, init_distributed, shutdown
+    from minildm.train.distributed import end_process, full_tensors, init_distributed, shutdown
     from minildm.train.toy import ToyRegressionDataset, ToyRegressor
 
     info = init_distributed("cpu")  # joined here, so every fit below shares the group
@@ -140,8 +142,10 @@ TRAINER_SCRIPT = textwrap.dedent("""
     if info.is_main:
         save_file(gathered, str(out / "gathered.safetensors"))
         total = sum(p.numel() for p in toy().parameters())
-        json.dump({"local": local, "total": total}, open(out / "sizes.json", "w"))
+        with open(out / "sizes.json", "w") as f:
+            json.dump({"local": local, "total": total}, f)
     shutdown(info)
+    end_process(0)  # the sharded parameters keep gloo's threads alive past shutdown
 """)
 
 

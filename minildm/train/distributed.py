@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -76,6 +77,24 @@ def shutdown(info: DistInfo) -> None:
     """
     if info.initialized_here and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def end_process(code: int = 0) -> NoReturn:
+    """End a process of a distributed job: flush stdout and stderr, then exit at once with `code`.
+
+    Call it last, after `shutdown` and after every file is written and closed. Sharded parameters
+    (DTensors, `shard_model`) keep the process group alive inside torch even after
+    destroy_process_group, so gloo's threads are still running when the interpreter tears itself
+    down, and that sometimes aborts the process ("terminate called without an active exception",
+    SIGABRT) after a successful run. Leaving through os._exit skips that teardown; nothing of the
+    run is lost, since checkpoints and logs are closed by then.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def average_gradients(params: list[nn.Parameter], flag: torch.Tensor, world_size: int) -> torch.Tensor:

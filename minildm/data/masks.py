@@ -33,6 +33,18 @@ from minildm.utils import rand
 MASK_KINDS = ("mixed", "box", "stroke")
 
 
+def rectangle_masks(x0: torch.Tensor, y0: torch.Tensor, x1: torch.Tensor, y1: torch.Tensor, size: int
+                    ) -> torch.Tensor:
+    """n rectangles, edges (n,) as fractions of the image -> (n, 1, size, size) in {0, 1}.
+
+    A pixel is inside when its centre is: x0 <= x < x1 and y0 <= y < y1.
+    """
+    centres = (torch.arange(size, device=x0.device) + 0.5) / size  # pixel centres in [0, 1]
+    inside_x = (centres >= x0[:, None]) & (centres < x1[:, None])  # (n, W)
+    inside_y = (centres >= y0[:, None]) & (centres < y1[:, None])  # (n, H)
+    return (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]  # (n, H, W) -> (n, 1, H, W)
+
+
 def box_masks(n: int, size: int, generator: torch.Generator | None = None,
               device: str | torch.device | None = None, min_side: float = 0.25, max_side: float = 0.75
               ) -> torch.Tensor:
@@ -41,10 +53,7 @@ def box_masks(n: int, size: int, generator: torch.Generator | None = None,
     wh = min_side + (max_side - min_side) * u[:, :2]  # (n, 2) side lengths, fractions of the image
     x0 = u[:, 2] * (1 - wh[:, 0])  # left edge, so that the box stays inside the image
     y0 = u[:, 3] * (1 - wh[:, 1])
-    centres = (torch.arange(size, device=u.device) + 0.5) / size  # pixel centres in [0, 1]
-    inside_x = (centres >= x0[:, None]) & (centres < (x0 + wh[:, 0])[:, None])  # (n, W)
-    inside_y = (centres >= y0[:, None]) & (centres < (y0 + wh[:, 1])[:, None])  # (n, H)
-    return (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]  # (n, H, W) -> (n, 1, H, W)
+    return rectangle_masks(x0, y0, x0 + wh[:, 0], y0 + wh[:, 1], size)
 
 
 def stroke_masks(n: int, size: int, generator: torch.Generator | None = None,
@@ -74,6 +83,21 @@ def stroke_masks(n: int, size: int, generator: torch.Generator | None = None,
     return inside.float().view(n, 1, size, size)
 
 
+def box_side(boxes: torch.Tensor, side: torch.Tensor, cut: torch.Tensor | float, margin: torch.Tensor | float
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rectangle that hides one side of each box: boxes (n, 4) xyxy, side (n,) 0 left, 1 right, 2 top, 3 bottom.
+
+    The rectangle covers the fraction `cut` of the box's width (left/right) or height (top/bottom) from
+    that side, and reaches `margin` (a fraction of the image) beyond the box on the three outer sides.
+    Returns its edges x0, y0, x1, y1, each (n,), for `rectangle_masks`.
+    """
+    x0, y0, x1, y1 = boxes.unbind(1)
+    return (torch.where(side == 1, x1 - cut * (x1 - x0), x0 - margin),
+            torch.where(side == 3, y1 - cut * (y1 - y0), y0 - margin),
+            torch.where(side == 0, x0 + cut * (x1 - x0), x1 + margin),
+            torch.where(side == 2, y0 + cut * (y1 - y0), y1 + margin))
+
+
 def object_part_masks(boxes: torch.Tensor, box_labels: torch.Tensor, size: int,
                       generator: torch.Generator | None = None, min_cut: float = 0.3, max_cut: float = 0.7,
                       max_margin: float = 0.1) -> torch.Tensor:
@@ -82,8 +106,8 @@ def object_part_masks(boxes: torch.Tensor, box_labels: torch.Tensor, size: int,
     boxes (n, N, 4) xyxy in [0, 1], box_labels (n, N) with -1 for padding (as `minildm.data.shapes` gives
     them). Per image: a random real object, a random side (left, right, top, bottom), a cut through the box
     at a fraction min_cut .. max_cut of its extent from that side, and a margin of 0 .. max_margin of the
-    image beyond the box on the three outer sides (so the rim goes too). An image without objects gets an
-    empty mask.
+    image beyond the box on the three outer sides (so the rim goes too), see `box_side`. An image without
+    objects gets an empty mask.
     """
     if boxes.dim() != 3 or boxes.shape[-1] != 4 or box_labels.shape != boxes.shape[:2]:
         raise ValueError(f"object_part_masks needs boxes (n, N, 4) and box_labels (n, N); got "
@@ -96,17 +120,8 @@ def object_part_masks(boxes: torch.Tensor, box_labels: torch.Tensor, size: int,
     u = rand((n, 3), generator, device=device)  # (n, [side, cut, margin])
     side = (u[:, 0] * 4).long().clamp(max=3)  # 0 left, 1 right, 2 top, 3 bottom: the side that is hidden
     cut = min_cut + (max_cut - min_cut) * u[:, 1]
-    margin = max_margin * u[:, 2]
-    x0, y0, x1, y1 = box.unbind(1)
-    lo_x = torch.where(side == 1, x1 - cut * (x1 - x0), x0 - margin)
-    hi_x = torch.where(side == 0, x0 + cut * (x1 - x0), x1 + margin)
-    lo_y = torch.where(side == 3, y1 - cut * (y1 - y0), y0 - margin)
-    hi_y = torch.where(side == 2, y0 + cut * (y1 - y0), y1 + margin)
-    centres = (torch.arange(size, device=device) + 0.5) / size  # pixel centres in [0, 1]
-    inside_x = (centres >= lo_x[:, None]) & (centres < hi_x[:, None])  # (n, W)
-    inside_y = (centres >= lo_y[:, None]) & (centres < hi_y[:, None])  # (n, H)
-    mask = inside_y[:, :, None] & inside_x[:, None, :] & real.any(1)[:, None, None]
-    return mask.float()[:, None]
+    masks = rectangle_masks(*box_side(box, side, cut, max_margin * u[:, 2]), size)
+    return masks * real.any(1).float()[:, None, None, None]
 
 
 def random_masks(n: int, size: int, kind: str = "mixed", generator: torch.Generator | None = None,
@@ -129,9 +144,9 @@ def random_masks(n: int, size: int, kind: str = "mixed", generator: torch.Genera
     elif kind == "stroke":
         masks = stroke_masks(n, size, generator, device)
     else:
-        boxes_, strokes = box_masks(n, size, generator, device), stroke_masks(n, size, generator, device)
+        rectangles, strokes = box_masks(n, size, generator, device), stroke_masks(n, size, generator, device)
         use_box = rand((n, 1, 1, 1), generator, device=device) < 0.5
-        masks = torch.where(use_box, boxes_, strokes)
+        masks = torch.where(use_box, rectangles, strokes)
     if object_share == 0:
         return masks
     parts = object_part_masks(boxes.to(masks.device), box_labels.to(masks.device), size, generator)

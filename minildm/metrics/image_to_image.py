@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from minildm.conditioning.inpainting import mask_to_latent, masked_image, paste_back
 from minildm.conditioning.super_resolution import bicubic_downsample, bicubic_upsample
-from minildm.data.masks import random_masks
+from minildm.data.masks import box_side, random_masks, rectangle_masks
 from minildm.data.shapes import COLOURS
 from minildm.diffusion import replacement_model_fn, sample
 from minildm.metrics.evaluate import sample_like
@@ -181,20 +181,9 @@ def half_object_masks(boxes: torch.Tensor, size: int, halves: torch.Tensor | Non
     also covers the object's rim; the other half of the object stays visible.
     """
     box = boxes[:, 0] if boxes.dim() == 3 else boxes  # (B, 4)
-    batch = box.shape[0]
     if halves is None:
-        halves = torch.arange(batch) % 4
-    halves = halves.to(box.device)
-    x0, y0, x1, y1 = (box[:, k] for k in range(4))
-    xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
-    lo_x = torch.where(halves == 1, xm, x0 - margin)
-    hi_x = torch.where(halves == 0, xm, x1 + margin)
-    lo_y = torch.where(halves == 3, ym, y0 - margin)
-    hi_y = torch.where(halves == 2, ym, y1 + margin)
-    centres = (torch.arange(size, device=box.device) + 0.5) / size  # pixel centres in [0, 1]
-    inside_x = (centres >= lo_x[:, None]) & (centres < hi_x[:, None])  # (B, W)
-    inside_y = (centres >= lo_y[:, None]) & (centres < hi_y[:, None])  # (B, H)
-    return (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]
+        halves = torch.arange(box.shape[0]) % 4
+    return rectangle_masks(*box_side(box, halves.to(box.device), 0.5, margin), size)
 
 
 def object_completed(images: torch.Tensor, masks: torch.Tensor, segmentation: torch.Tensor,

@@ -29,6 +29,7 @@ class EMA:
         self.num_updates = 0
         self.shadow = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
         self._stored: dict[str, torch.Tensor] | None = None
+        self._pairs: tuple[nn.Module, list[tuple[list[torch.Tensor], list[torch.Tensor]]]] | None = None
 
     def current_decay(self) -> float:
         """d_n for the next update: min(decay, (1 + n) / (10 + n)) with n counting that update."""
@@ -40,14 +41,26 @@ class EMA:
         """shadow <- d shadow + (1 - d) param for every tracked parameter."""
         decay = self.current_decay()
         self.num_updates += 1
-        params = dict(model.named_parameters())
-        # one multi-tensor call for every shadow; two when some are sharded (DTensors, train.fsdp) and some
-        # whole, as torch's multi-tensor ops take one kind or the other
-        for sharded in (False, True):
-            names = [name for name, shadow in self.shadow.items() if isinstance(shadow, DTensor) == sharded]
-            if names:
-                current = [params[name].detach().to(self.shadow[name].dtype) for name in names]
-                torch._foreach_lerp_([self.shadow[name] for name in names], current, 1.0 - decay)
+        for shadows, params in self._shadow_param_pairs(model):
+            current = [p.detach().to(s.dtype) for s, p in zip(shadows, params)]
+            torch._foreach_lerp_(shadows, current, 1.0 - decay)
+
+    def _shadow_param_pairs(self, model: nn.Module) -> list[tuple[list[torch.Tensor], list[torch.Tensor]]]:
+        """(shadows, parameters) lists for one multi-tensor call each, looked up once per model.
+
+        Two lists when some shadows are sharded (DTensors, train.fsdp) and some whole, as torch's
+        multi-tensor ops take one kind or the other. Walking `named_parameters` at every step costs
+        a few milliseconds, as much as the update itself for a small UNet.
+        """
+        if self._pairs is None or self._pairs[0] is not model:
+            params = dict(model.named_parameters())
+            groups = []
+            for sharded in (False, True):
+                names = [name for name, shadow in self.shadow.items() if isinstance(shadow, DTensor) == sharded]
+                if names:
+                    groups.append(([self.shadow[name] for name in names], [params[name] for name in names]))
+            self._pairs = (model, groups)
+        return self._pairs[1]
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:

@@ -80,7 +80,7 @@ def summarize(out: Path) -> tuple[str, dict]:
         rows.append(("unit suite on CUDA", "not run", TARGETS["unit"]))
     if demo:
         rows.append(("`minildm demo` end to end", f"{demo['seconds_end_to_end']:.0f} s "
-                     f"(autoencoder {demo['seconds']['autoencoder']:.0f}, judge {demo['seconds']['judge']:.0f}, "
+                     f"(autoencoder {demo['seconds']['autoencoder']:.0f}, "
                      f"LDM {demo['seconds']['ldm']:.0f}, sampling {demo['seconds']['sampling']:.0f})",
                      TARGETS["demo_seconds"]))
         rows.append(("demo: judge accuracy on samples", f"{100 * demo['judge_accuracy']:.1f}% "

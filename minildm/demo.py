@@ -1,12 +1,16 @@
 """`minildm demo`: the whole latent diffusion pipeline, from scratch, on shapes, in minutes on a CPU.
 
 1. stage 1: train a tiny KL-f4 autoencoder (3x32x32 images -> 3x8x8 latents), estimate its scale factor;
-2. train the judge, a small classifier of the 18 shape classes, on real images;
-3. stage 2: encode 24,000 images once, then train a class-conditional latent diffusion model on
+2. stage 2: encode 24,000 images once, then train a class-conditional latent diffusion model on
    those latents, with condition dropout (for classifier-free guidance);
-4. sample every class with classifier-free guidance and DPM-Solver++(2M), ask the judge what it sees.
+3. sample every class with classifier-free guidance and DPM-Solver++(2M), ask the judge what it sees.
 
-Everything lands in `outputs/demo/`: the three runs (checkpoints, log.csv, TensorBoard),
+The judge is the course's fixed evaluation classifier of the 18 shape classes (`judge-shapes`, shipped
+with the package, trained on real images by `minildm train judge/shapes --export judge-shapes`). Like
+the Inception network behind FID it is never retrained: every run, on any machine, is scored by the
+same instrument. (A judge retrained in each run scored the same samples 86% and 93%.)
+
+Everything lands in `outputs/demo/`: the two training runs (checkpoints, log.csv, TensorBoard),
 `samples.png` (one row per class), `reconstructions.png` and `report.md`.
 """
 
@@ -21,8 +25,9 @@ import torch
 
 from minildm.course import fast_mode
 
-CONFIGS = {"autoencoder": "demo/shapes-ae", "judge": "demo/shapes-judge", "ldm": "demo/shapes-ldm"}
-FAST_STEPS = {"autoencoder": 20, "judge": 20, "ldm": 20}
+CONFIGS = {"autoencoder": "demo/shapes-ae", "ldm": "demo/shapes-ldm"}
+FAST_STEPS = {"autoencoder": 20, "ldm": 20}
+JUDGE = "judge-shapes"  # the course checkpoint that scores every run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +104,8 @@ def _save_grid(images: torch.Tensor, nrow: int, path: Path, row_labels: list[str
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train autoencoder, judge and LDM; sample every class; write the report."""
+    """Train the autoencoder and the LDM; sample every class; judge the samples; write the report."""
+    from minildm import pretrained
     from minildm.data import dataset_info
     from minildm.metrics import frechet_distance, judge_accuracy, psnr
 
@@ -112,17 +118,12 @@ def run(args: argparse.Namespace) -> int:
     cpu: dict[str, float] = {}  # CPU seconds of this process per stage (all threads)
     start, cpu_start = time.perf_counter(), time.process_time()
 
-    print("[1/4] stage 1: training the KL-f4 autoencoder on shapes (32 px -> 3x8x8 latents)")
+    print("[1/3] stage 1: training the KL-f4 autoencoder on shapes (32 px -> 3x8x8 latents)")
     tic, cpu_tic = time.perf_counter(), time.process_time()
     autoencoder = _train("autoencoder", out, fast).model.eval()
     times["autoencoder"], cpu["autoencoder"] = time.perf_counter() - tic, time.process_time() - cpu_tic
 
-    print("[2/4] training the judge (a classifier of the 18 classes) on real images")
-    tic, cpu_tic = time.perf_counter(), time.process_time()
-    judge = _train("judge", out, fast).model.eval()
-    times["judge"], cpu["judge"] = time.perf_counter() - tic, time.process_time() - cpu_tic
-
-    print("[3/4] stage 2: training the class-conditional latent diffusion model")
+    print("[2/3] stage 2: training the class-conditional latent diffusion model")
     tic, cpu_tic = time.perf_counter(), time.process_time()
     trainer = _train_ldm(out, fast, num_latents=256 if fast else 24_000)
     ldm = trainer.model
@@ -131,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     ldm.eval()
     times["ldm"], cpu["ldm"] = time.perf_counter() - tic, time.process_time() - cpu_tic
 
-    print(f"[4/4] sampling {per_class} images per class: {args.sampler}, {steps} steps, CFG {args.guidance_scale}")
+    print(f"[3/3] sampling {per_class} images per class: {args.sampler}, {steps} steps, CFG {args.guidance_scale}; "
+          f"the judge ({JUDGE}) labels them")
     tic, cpu_tic = time.perf_counter(), time.process_time()
     info = dataset_info("shapes")
     num_classes = info["num_classes"]
@@ -147,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
     # the models may sit on a GPU: inputs go to the model's device, results come back to the CPU
     samples = samples.cpu()
+    judge = pretrained.load(JUDGE).eval()
     real, real_labels = _real_images(256 if not fast else 64)
     with torch.no_grad():
         recon = autoencoder.decode_latent(autoencoder.encode_latent(_on_device_of(autoencoder, real)))
@@ -155,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     results = {
         "autoencoder_val_psnr_db": psnr(recon, real).mean().item(),
         "latent_scale_factor": float(autoencoder.scale_factor),
+        "judge": JUDGE,
         "judge_val_accuracy": judge_accuracy(judge, _on_device_of(judge, real), real_labels),
         "judge_accuracy_on_samples": judge_accuracy(judge, _on_device_of(judge, samples), labels),
         "judge_frechet_distance": frechet_distance(sample_features, real_features),
@@ -184,10 +188,11 @@ A latent diffusion model trained from scratch on single-object shapes (32 px, 18
 | stage | result | time |
 |---|---|---|
 | 1. KL-f4 autoencoder, 3x32x32 -> 3x8x8 | held-out PSNR {r["autoencoder_val_psnr_db"]:.2f} dB, scale factor {r["latent_scale_factor"]:.3f} | {s["autoencoder"]:.0f} s |
-| 2. judge classifier (real images) | held-out accuracy {100 * r["judge_val_accuracy"]:.1f}% | {s["judge"]:.0f} s |
-| 3. class-conditional LDM | trained with 10% condition dropout | {s["ldm"]:.0f} s |
-| 4. sampling: {r["sampler"]}, {r["sampling_steps"]} steps, CFG {r["guidance_scale"]} | **judge labels {100 * r["judge_accuracy_on_samples"]:.1f}% of {r["samples"]} samples as the asked class**; Fréchet distance in judge features {r["judge_frechet_distance"]:.3f} | {s["sampling"]:.0f} s |
+| 2. class-conditional LDM | trained with 10% condition dropout | {s["ldm"]:.0f} s |
+| 3. sampling: {r["sampler"]}, {r["sampling_steps"]} steps, CFG {r["guidance_scale"]} | **judge labels {100 * r["judge_accuracy_on_samples"]:.1f}% of {r["samples"]} samples as the asked class**; Fréchet distance in judge features {r["judge_frechet_distance"]:.3f} | {s["sampling"]:.0f} s |
+
+The judge is the course's fixed classifier `{r["judge"]}` (held-out accuracy on real images here: {100 * r["judge_val_accuracy"]:.1f}%).
 
 Total: {s["total"] / 60:.1f} minutes ({r["cpu_seconds"]["total"] / 60:.1f} CPU-minutes, {r["threads"]} thread(s)). Files: samples.png (one row per class), reconstructions.png, results.json,
-and the three training runs (autoencoder/, judge/, ldm/) with checkpoints, log.csv and TensorBoard logs.
+and the two training runs (autoencoder/, ldm/) with checkpoints, log.csv and TensorBoard logs.
 """

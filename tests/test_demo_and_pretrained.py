@@ -30,15 +30,17 @@ def test_demo_fast_writes_samples_report_and_metrics(tmp_path):
     assert results["latent_scale_factor"] > 0 and results["latent_scale_factor"] != 1.0  # estimated from data
     assert (out / "samples.png").stat().st_size > 1000
     assert "judge labels" in (out / "report.md").read_text()
-    for run in ("autoencoder", "judge", "ldm"):
+    assert results["judge"] == "judge-shapes" and not (out / "judge").exists()  # the fixed course judge
+    assert results["judge_val_accuracy"] >= 0.95  # trained, not a fast-mode stand-in
+    for run in ("autoencoder", "ldm"):
         assert (out / run / "checkpoints" / "last" / "model.safetensors").is_file()
 
 
 def test_export_and_load_course_checkpoint_roundtrip(tmp_path, checkpoint_dir):
-    trainer = train_from_config("demo/shapes-judge", ["train.steps=3", "train.batch_size=4"],
+    trainer = train_from_config("judge/shapes", ["train.steps=3", "train.batch_size=4"],
                                 out_dir=tmp_path / "judge", progress=False)
     folder = pretrained.export_checkpoint(tmp_path / "judge", "test-judge", {"val_accuracy": 0.5},
-                                          command="minildm train demo/shapes-judge")
+                                          command="minildm train judge/shapes")
     assert pretrained.available() == ["test-judge"]
     info = pretrained.manifest("test-judge")
     assert info["steps"] == 3 and info["metrics"] == {"val_accuracy": 0.5} and info["command"].startswith("minildm")
@@ -57,7 +59,7 @@ def test_sample_cli_rejects_models_that_cannot_sample_and_unknown_names(tmp_path
 
     assert main(["sample", "no-such-model"]) == 2
     assert "no-such-model" in capsys.readouterr().err
-    train_from_config("demo/shapes-judge", ["train.steps=1", "train.batch_size=2"], out_dir=tmp_path / "j",
+    train_from_config("judge/shapes", ["train.steps=1", "train.batch_size=2"], out_dir=tmp_path / "j",
                       progress=False)
     assert main(["sample", str(tmp_path / "j"), "--device", "cpu"]) == 2
     assert "cannot sample" in capsys.readouterr().err

@@ -30,7 +30,7 @@ def test_summary_reads_every_part_and_flags_failures(tmp_path):
         (demo / stage / "config.yaml").write_text(yaml.safe_dump({"train": {"steps": steps, "batch_size": batch}}))
     (demo / "results.json").write_text(json.dumps({
         "judge_accuracy_on_samples": 0.875, "autoencoder_val_psnr_db": 33.1,
-        "seconds": {"autoencoder": 8.0, "judge": 2.0, "ldm": 16.0, "sampling": 1.5, "total": 28.0}}))
+        "seconds": {"autoencoder": 8.0, "ldm": 16.0, "sampling": 1.5, "total": 28.0}}))
     (tmp_path / "demo_ms.txt").write_text("40000")
     (tmp_path / "unet_sd.json").write_text(json.dumps({
         "precision": "bf16", "config": {"batch": 8}, "max_abs_diff": 0.0, "train_flop_per_image": 2.41e12,

@@ -23,10 +23,11 @@ from torch import nn
 def Normalize(channels: int, num_groups: int = 32) -> nn.Module:
     """GroupNorm with eps 1e-6, as in the original code; `num_groups` must divide `channels`.
 
-    `num_groups=0` means no normalization (an identity). GroupNorm normalizes each image by its own
-    statistics, so on tiny images holding one small object the features of that object are scaled by
-    how much of the image it covers; a stage 1 for such images learns colours faster without it
-    (the demo's autoencoder; measured in benchmarks/RESULTS.md). Stable Diffusion's VAE keeps 32 groups.
+    `num_groups=0` means no normalization (an identity). GroupNorm divides each image by its own
+    statistics, so on tiny images holding one small object, how strongly that object's features come
+    through depends on how much of the image it covers. The demo's 32 px autoencoder trains faster
+    without it: 32.6 dB held-out PSNR after 1,600 steps against 28.8 dB with 8 groups
+    (benchmarks/RESULTS.md). Stable Diffusion's VAE keeps its 32 groups.
     """
     if num_groups == 0:
         return nn.Identity()

@@ -8,7 +8,7 @@
 The judge is the course's fixed evaluation classifier of the 18 shape classes (`judge-shapes`, shipped
 with the package, trained on real images by `minildm train judge/shapes --export judge-shapes`). Like
 the Inception network behind FID it is never retrained: every run, on any machine, is scored by the
-same instrument. (A judge retrained in each run scored the same samples 86% and 93%.)
+same instrument. (Two judges, each retrained in its own run, scored the same samples 86% and 93%.)
 
 Everything lands in `outputs/demo/`: the two training runs (checkpoints, log.csv, TensorBoard),
 `samples.png` (one row per class), `reconstructions.png` and `report.md`.

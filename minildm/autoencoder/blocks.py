@@ -34,7 +34,8 @@ def Normalize(channels: int, num_groups: int = 32) -> nn.Module:
     if num_groups < 0 or channels % num_groups != 0:
         raise ValueError(
             f"GroupNorm needs num_groups to divide the channel count: got {channels} channels and "
-            f"num_groups={num_groups}; choose num_groups among the divisors of {channels} (e.g. 8 for tiny widths), or 0 for no normalization"
+            f"num_groups={num_groups}; choose num_groups among the divisors of {channels} (e.g. 8 for tiny widths), "
+            f"or 0 for no normalization"
         )
     return nn.GroupNorm(num_groups=num_groups, num_channels=channels, eps=1e-6, affine=True)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from minildm.autoencoder import FirstStage, check_first_stage
 from minildm.conditioning import ClassConditioner, build_conditioner
@@ -185,6 +185,7 @@ class LatentDiffusion(nn.Module):
         self.image_size = image_size
         self.sampler, self.sample_steps, self.guidance_scale = sampler, sample_steps, guidance_scale
         self.sampler_options = dict(sampler_options or {})
+        self._grid_cond: dict[str, Any] | None = None  # the trainer's sample-grid conditions, see on_fit_start
         if scale_factor is not None:  # override the first stage's stored 1/std of its latents
             self.first_stage.scale_factor.fill_(float(scale_factor))
         f = self.first_stage.downsampling_factor
@@ -392,12 +393,29 @@ class LatentDiffusion(nn.Module):
         images = self.decode(z)
         return self.conditioner.postprocess(images, prepared) if prepared is not None else images
 
+    def on_fit_start(self, trainer: Any) -> None:
+        """Keep the conditions of the first training items for the trainer's sample grids, when the
+        condition is not a class label (captions, layouts, and the inputs of concat conditioners:
+        low-resolution images, segmentation maps, images with holes drawn as in training)."""
+        dataset = getattr(trainer, "dataset", None)
+        if self.conditioner is None or isinstance(self.conditioner, ClassConditioner) or dataset is None \
+                or len(dataset) == 0:
+            return
+        items = [dataset[i] for i in range(min(trainer.config.num_samples, len(dataset)))]
+        with torch.random.fork_rng():  # masks drawn for the grid leave the training's random stream alone
+            torch.manual_seed(trainer.config.seed)
+            self._grid_cond = dict(self.conditioner.training_cond(default_collate(items)))
+
     def sample_images(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
-        """The trainer's periodic sample grid: classes 0, 1, 2, ... in turn when class-conditional;
-        None (no grid) for a concat conditioner, which needs an input image to sample from."""
-        if self.conditioner is not None and self.conditioner.concat_channels:
-            return None
-        labels = None
+        """The trainer's periodic sample grid: classes 0, 1, 2, ... in turn when class-conditional; the
+        conditions of the first training items for other conditioners (see `on_fit_start`); None
+        when a conditioned model has no such items."""
         if isinstance(self.conditioner, ClassConditioner):
             labels = torch.arange(n) % self.conditioner.num_classes
-        return self.sample(n=n, labels=labels, generator=generator, progress=False)
+            return self.sample(n=n, labels=labels, generator=generator, progress=False)
+        if self.conditioner is None:
+            return self.sample(n=n, generator=generator, progress=False)
+        if self._grid_cond is None:
+            return None
+        cond = {k: v[:n] for k, v in self._grid_cond.items()}
+        return self.sample(cond=cond, generator=generator, progress=False)

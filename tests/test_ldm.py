@@ -178,3 +178,24 @@ def test_default_schedule_is_the_papers_ldm_schedule_not_stable_diffusions():
     assert ldm.schedule.betas[0].item() == pytest.approx(0.0015) and ldm.schedule.betas[-1].item() == pytest.approx(0.0195)
     sd = NoiseSchedule.from_name("scaled_linear")  # Stable Diffusion's 0.00085 .. 0.012
     assert sd.betas[0].item() == pytest.approx(0.00085) and not torch.allclose(sd.betas, paper.betas)
+
+
+@pytest.mark.parametrize("config", ["ldm/shapes-txt2img", "ldm/shapes-layout", "ldm/shapes-sr4"])
+def test_sample_grids_of_other_conditioners_use_the_first_training_items(config, tmp_path):
+    from minildm.train import train_from_config
+
+    trainer = train_from_config(config, ["train.steps=2", "train.batch_size=4", "train.sample_every=1",
+                                         "train.num_samples=3", "data.cache_latents=8"],
+                                out_dir=tmp_path, progress=False)
+    model, dataset = trainer.model, trainer.dataset
+    assert (tmp_path / "samples" / "step_0000001.png").is_file()
+    keys = model.conditioner.keys
+    assert set(model._grid_cond) == set(keys)
+    if config.endswith("sr4"):  # made from the items' images as in training: their low-resolution versions
+        assert model._grid_cond["low_res"].shape == (3, 3, 8, 8)
+    else:  # captions (token ids once cached) or layouts of items 0, 1, 2
+        for key in keys:
+            assert torch.equal(model._grid_cond[key], torch.stack([dataset[i][key] for i in range(3)]))
+    rng = torch.get_rng_state()
+    model.on_fit_start(trainer)  # drawing the grid's conditions leaves the training's random stream alone
+    assert torch.equal(torch.get_rng_state(), rng)

@@ -20,13 +20,21 @@ operation then checks CUDA's placement rules and raises the error CUDA would:
 
 The stand-in's name is the meta device because PyTorch's autograd runs it without any driver; code that
 asks `device.type == "cuda"` (autocast, pinned memory) takes its non-CUDA branch, which the CPU tests
-cover. What it cannot find: numerical differences of GPU kernels, and CUDA-only code paths.
+cover. What it cannot find: numerical differences of GPU kernels, and CUDA-only code paths. Code that
+builds models on the meta device itself (FLOP counts in notebook 16) cannot run on it.
+
+`python tests/stand_in_gpu.py NOTEBOOK...` runs notebooks on the stand-in (set MINILDM_FAST=1 for the
+fast mode).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -68,6 +76,15 @@ class OnDevice(torch.Tensor):
     def is_meta(self) -> bool:  # it holds data: load_state_dict copies into it
         return False
 
+    def __format__(self, spec: str) -> str:  # f"{loss:.3f}" formats a 0-dim tensor's value, as on CUDA
+        return self.item().__format__(spec) if self.dim() == 0 else super().__format__(spec)
+
+    def __getitem__(self, index: Any) -> Any:
+        return super().__getitem__(_cpu_index(index))
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        super().__setitem__(_cpu_index(index), value)
+
     def numpy(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"can't convert {DEVICE} device type tensor to numpy. "
                         "Use Tensor.cpu() to copy the tensor to host memory first.")
@@ -78,6 +95,14 @@ class OnDevice(torch.Tensor):
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN206
         return _run(func, args, kwargs or {})
+
+
+def _cpu_index(index: Any) -> Any:
+    """Python lists in an index as CPU index tensors (PyTorch's indexing would build them below the
+    dispatcher, on the indexed tensor's device, where the stand-in could not follow)."""
+    if isinstance(index, tuple):
+        return tuple(_cpu_index(i) for i in index)
+    return torch.as_tensor(index) if isinstance(index, list) else index
 
 
 def _device_of(value: Any) -> str | None:
@@ -157,8 +182,10 @@ def _from_data(make: Any) -> Any:
     """torch.tensor(data, device=...) and its kin build the tensor below the dispatcher: build it on the
     CPU, then move it (a dispatched copy that lands on the stand-in)."""
 
-    def build(*args: Any, device: Any = None, **kwargs: Any) -> torch.Tensor:
-        tensor = make(*args, **kwargs)
+    def build(data: Any, *args: Any, device: Any = None, **kwargs: Any) -> torch.Tensor:
+        if isinstance(data, (list, tuple)):  # device scalars in a list are read back, as CUDA does
+            data = tree_map(lambda x: x.cpu_data if isinstance(x, OnDevice) else x, data)
+        tensor = make(data, *args, **kwargs)
         return tensor.to(device) if device is not None else tensor
 
     return build
@@ -208,3 +235,35 @@ def stand_in_gpu() -> Iterator[torch.device]:
 def to_cpu(value: Any) -> Any:
     """Plain CPU tensors for every OnDevice in `value` (a tensor or a nest of them)."""
     return tree_map(lambda x: x.cpu_data if isinstance(x, OnDevice) else x, value)
+
+
+def run_notebook(path: str | Path) -> None:
+    """Run a notebook's code cells top to bottom on the stand-in, as a GPU user's kernel would run them
+    (`device = setup_notebook()` picks the stand-in); raises the first cell's error, naming the cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import minildm.utils
+
+    path = Path(path).resolve()
+    cells = [cell for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code"]
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    minildm.utils.default_device = lambda: DEVICE
+    os.chdir(path.parent)  # where Jupyter starts a notebook's kernel
+    with stand_in_gpu():
+        for number, cell in enumerate(cells, start=1):
+            source = "".join(cell["source"])
+            try:
+                exec(compile(source, f"{path.name}, code cell {number}", "exec"), namespace)
+            except Exception as error:
+                raise RuntimeError(f"{path.name}, code cell {number}: {type(error).__name__}: {error}") from error
+            finally:
+                plt.close("all")
+
+
+if __name__ == "__main__":  # python tests/stand_in_gpu.py notebooks/07_latent_diffusion.ipynb
+    for notebook in sys.argv[1:]:
+        run_notebook(notebook)
+        print(f"{notebook}: every cell ran on the stand-in device")

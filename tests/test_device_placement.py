@@ -25,6 +25,7 @@ import minildm.pretrained as pretrained
 import minildm.utils
 from minildm.cli import main
 from minildm.commands.sample import val_condition
+from minildm.pretrained.evaluate import evaluate
 from minildm.train import load_model
 from minildm.utils import randn
 from stand_in_gpu import DEVICE, DevicePlacementError, OnDevice, stand_in_gpu, to_cpu
@@ -150,13 +151,44 @@ def test_course_configs_train_checkpoint_and_resume_on_the_device(config, gpu, t
     assert len(rows) == 1 + 4 and all(math.isfinite(float(v)) for v in rows[-1].split(",")[1:] if v)
 
 
-def test_a_run_trained_on_the_device_exports_and_evaluates(gpu, tmp_path, checkpoint_dir):
-    assert main(["train", "judge/shapes", "train.steps=3", "train.batch_size=8", "--out", str(tmp_path / "judge"),
-                 "--no-progress", "--export", "test-judge"]) == 0
-    info = pretrained.manifest("test-judge")
-    assert 0.0 <= info["metrics"]["val_accuracy"] <= 1.0
-    judge = load_model(tmp_path / "judge")  # on the CPU: the checkpoint holds plain tensors
-    assert next(judge.parameters()).device.type == "cpu"
+@pytest.mark.parametrize("config", ["judge/shapes", "autoencoder/shapes-kl-f4", "autoencoder/shapes-vq-f4"])
+def test_runs_trained_on_the_device_evaluate_and_export(config, gpu, tmp_path, checkpoint_dir):
+    """`--export` evaluates the run on held-out data on its device, then ships it; it loads on the CPU."""
+    name = "test-" + config.split("/")[1]
+    assert main(["train", config, "train.steps=2", "train.batch_size=4", "--out", str(tmp_path / "run"),
+                 "--no-progress", "--export", name]) == 0
+    metrics = pretrained.manifest(name)["metrics"]
+    assert metrics and all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
+    model = pretrained.load(name)
+    assert all(type(p) is torch.nn.Parameter and p.device.type == "cpu" for p in model.parameters())
+
+
+@pytest.mark.filterwarnings("ignore:LPIPS backbone weights not found")  # the SR model's LPIPS, offline
+@pytest.mark.parametrize("name", [n for n in SHIPPED_LDMS if n != "digits-ldm"])
+def test_held_out_evaluation_of_every_kind_of_ldm_on_the_device(name, gpu):
+    """What `--export` measures for an LDM (judge accuracy, scene or image-to-image metrics), on the device."""
+    config = pretrained.resolve_config(name)
+    on_cpu, on_device = (evaluate(pretrained.load(name, device=device), config, num_images=12, per_class=1)
+                         for device in ("cpu", gpu))
+    assert on_device.keys() == on_cpu.keys()
+    for key, value in on_cpu.items():  # the same numbers up to a judge's call flipped by float32 tables
+        if isinstance(value, float):
+            assert on_device[key] == pytest.approx(value, abs=0.15, nan_ok=True), key
+
+
+def test_stable_diffusion_loads_and_samples_on_the_device(tmp_path):
+    from test_stable_diffusion import PROMPTS, tiny_pipeline
+
+    from minildm.pretrained.stable_diffusion import load_stable_diffusion
+
+    tiny_pipeline(tmp_path).save_pretrained(tmp_path / "sd")
+    options = dict(cond={"caption": PROMPTS}, steps=3, guidance_scale=5.0, progress=False)
+    expected = load_stable_diffusion(tmp_path / "sd").sample(generator=torch.Generator().manual_seed(0), **options)
+    with stand_in_gpu() as device:
+        ldm = load_stable_diffusion(tmp_path / "sd", device=device)
+        assert all(isinstance(p, OnDevice) for p in ldm.parameters())
+        images = ldm.sample(generator=torch.Generator().manual_seed(0), **options)
+    assert torch.allclose(to_cpu(images), expected, atol=1e-3)
 
 
 def test_eval_command_on_the_device(gpu, tmp_path):
@@ -181,5 +213,6 @@ def test_demo_runs_on_the_device(gpu, tmp_path):
 def test_notebooks_run_on_the_device(notebook):
     """Each notebook's cells in fast mode, in a fresh process, with `setup_notebook()` picking the device."""
     command = [sys.executable, str(ROOT / "tests" / "stand_in_gpu.py"), str(ROOT / "notebooks" / notebook)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "MINILDM_FAST": "1"})
+    fast = {**os.environ, "MINILDM_FAST": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=fast)
     assert result.returncode == 0, result.stderr[-3000:]

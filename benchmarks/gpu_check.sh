@@ -30,7 +30,9 @@ if [[ $skip != *unit* ]]; then
   echo "== 1. unit suite on CUDA"
   workers=$($PY -c "import xdist" 2>/dev/null && echo "-n 8" || echo "")
   start=$(date +%s%N)
-  timeout 300 $PY -m pytest -q -p no:cacheprovider $workers tests --junitxml "$OUT/unit.xml" 2>&1 | tail -25
+  # the stand-in device's placement checks (tests/test_device_placement.py) stand for a GPU on CPU-only machines
+  timeout 300 $PY -m pytest -q -p no:cacheprovider $workers tests --ignore tests/test_device_placement.py \
+    --junitxml "$OUT/unit.xml" 2>&1 | tail -25
   echo $(( ($(date +%s%N) - start) / 1000000 )) > "$OUT/unit_ms.txt"
 fi
 

@@ -380,6 +380,10 @@ class LatentDiffusion(nn.Module):
             n = batch
         elif cond is not None:
             raise ValueError("this model is unconditional: sample it with n=, without cond or labels")
+        elif self.conditioner is not None:
+            keys = ", ".join(self.conditioner.keys)
+            raise ValueError(f"this model is conditioned on {keys}: pass cond={{...}} with these keys, one entry per "
+                             f"image" + (" (or labels=[...])" if isinstance(self.conditioner, ClassConditioner) else ""))
         latent_shape = self.latent_shape
         size = self.conditioner.image_size(prepared) if prepared is not None else None
         if size is not None:  # a spatial condition sets the size: (H, W) -> (c, H / f, W / f)

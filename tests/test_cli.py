@@ -25,6 +25,9 @@ BAD_INPUT = {  # argv -> words the one line must contain: the bad value and (som
     "grade path": (["grade", "no/such/notebook.ipynb", "--solutions", str(ROOT / "solutions")],
                    ["no/such/notebook.ipynb", "notebooks or folders"]),
     "labels": (["sample", "shapes-ldm", "--labels", "99"], ["[99]", "0..17"]),
+    "no labels": (["sample", "shapes-ldm", "--n", "2"], ["conditioned on label", "--labels", "--val N"]),
+    "no prompt": (["sample", "shapes-txt2img"], ["conditioned on caption", "--prompt", "--val N"]),
+    "no layout": (["sample", "shapes-layout"], ["conditioned on boxes, box_labels", "--val N"]),
 }
 
 

@@ -199,3 +199,11 @@ def test_sample_grids_of_other_conditioners_use_the_first_training_items(config,
     rng = torch.get_rng_state()
     model.on_fit_start(trainer)  # drawing the grid's conditions leaves the training's random stream alone
     assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_conditioned_model_asks_for_its_condition():
+    ldm = resolve("shapes-layout")
+    with pytest.raises(ValueError, match=r"conditioned on boxes, box_labels: pass cond=\{\.\.\.\}"):
+        ldm.sample(n=2, steps=2)
+    with pytest.raises(ValueError, match=r"or labels="):
+        resolve("shapes-ldm").sample(n=2, steps=2)

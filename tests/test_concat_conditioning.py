@@ -335,9 +335,10 @@ def test_segmentation_checkpoint_roundtrip_keeps_the_rescaler(tmp_path):
               "train": {"steps": 2, "batch_size": 8, "log_every": 1, "checkpoint_every": 2}}
     trainer = train_from_config(config, out_dir=tmp_path, progress=False)
     loaded = load_model(tmp_path, ema=False)
+    trained = trainer.model.cpu().eval()  # it trained on the default device; the loaded copy is on the CPU
     seg = torch.randint(0, 19, (2, 16, 16))
     torch.testing.assert_close(loaded.condition({"segmentation": seg})["concat"],
-                               trainer.model.eval().condition({"segmentation": seg})["concat"])
+                               trained.condition({"segmentation": seg})["concat"])
     assert loaded.sample(cond={"segmentation": seg}, steps=1, progress=False).shape == (2, 3, 16, 16)
 
 

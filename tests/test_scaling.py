@@ -101,6 +101,7 @@ def test_scaling_benchmark_counts_a_full_config(tmp_path, capsys):
         module.main(["--configs", "ldm/nope"])
 
 
+@pytest.mark.not_on_stand_in("builds the model on the meta device")
 def test_ema_shadows_live_on_the_models_device():
     from minildm.train.ema import EMA
 

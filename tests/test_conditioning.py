@@ -285,3 +285,13 @@ def test_bind_classes_adds_each_class_vector_to_its_own_corners(corner_embedding
     torch.testing.assert_close(tied[1:3], plain[1:3] + classes[3])  # object 0's corners carry class 3
     torch.testing.assert_close(tied[4:6], plain[4:6] + classes[17])  # object 1's corners carry class 17
     torch.testing.assert_close(tied[7:9], plain[7:9])  # padding stays padding
+
+
+def test_layout_prepare_checks_the_boxes_of_class_zero_too():
+    """Every real object (label >= 0, class 0 included) must have its box in [0, 1]; padding (-1) is not checked."""
+    layout = LayoutConditioner(18, grid_size=8, max_objects=3, embed_dim=16, depth=1, heads=2)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        layout.prepare({"boxes": torch.tensor([[[0.0, 0.0, 1.5, 0.5]]]), "box_labels": torch.tensor([[0]])})
+    padded = layout.prepare({"boxes": torch.tensor([[[0.0, 0.0, 0.5, 0.5], [2.0, 2.0, 3.0, 3.0]]]),
+                             "box_labels": torch.tensor([[0, -1]])})
+    assert padded["box_labels"].tolist() == [[0, -1, -1]]

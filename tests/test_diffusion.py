@@ -269,3 +269,45 @@ def test_diffusion_loss_has_gradients(sd):
     loss = diffusion_loss(output, torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2), torch.tensor([3, 4]), sd)
     loss.backward()
     assert torch.allclose(output.grad, torch.full_like(output, -2.0 / 8))
+
+
+# ---------------------------------------------------------------- schedule and weighting edge cases
+
+
+def test_equal_beta_start_and_end_give_a_constant_schedule():
+    """The documented range check is 0 < beta_start <= beta_end < 1: equal ends are a valid constant schedule."""
+    betas = make_betas("linear", 10, 0.01, 0.01)
+    assert torch.equal(betas, torch.full((10,), 0.01, dtype=torch.float64))
+    scaled = make_betas("scaled_linear", 10, 0.01, 0.01)
+    assert torch.allclose(scaled, torch.full((10,), 0.01, dtype=torch.float64), rtol=1e-12)
+
+
+def test_schedule_table_is_cached_per_dtype(sd):
+    """table() keeps one copy per (name, device, dtype): asking for another dtype must not return the cached one."""
+    t32 = sd.table("alphas_cumprod", "cpu", torch.float32)
+    t64 = sd.table("alphas_cumprod", "cpu", torch.float64)
+    assert t32.dtype == torch.float32 and t64.dtype == torch.float64
+    assert torch.equal(t64, sd.alphas_cumprod)
+    assert sd.table("alphas_cumprod", "cpu", torch.float32) is t32, "the same request reuses the copy"
+    assert sd.table("sigmas", "cpu", torch.float32).dtype == torch.float32
+
+
+@pytest.mark.parametrize("objective", ["x0", "v"])
+def test_min_snr_loss_uses_the_weight_of_its_objective(sd, objective):
+    """x0 loss is weighted by min(SNR, gamma), v loss by min(SNR, gamma) / (SNR + 1) (Hang et al. 2023)."""
+    gen = torch.Generator().manual_seed(5)
+    x0, noise = torch.randn(3, 2, 4, 4, generator=gen), torch.randn(3, 2, 4, 4, generator=gen)
+    t = torch.tensor([5, 400, 990])
+    target = training_target(objective, x0, noise, t, sd)
+    output = target + torch.randn(3, 2, 4, 4, generator=gen)
+    plain = ((output - target) ** 2).flatten(1).mean(1)
+    snr = (sd.alphas_cumprod[t] / (1 - sd.alphas_cumprod[t])).float()
+    expected = plain * (snr.clamp(max=3.0) if objective == "x0" else snr.clamp(max=3.0) / (snr + 1))
+    weighted = diffusion_loss(output, x0, noise, t, sd, objective=objective, weighting="min_snr", gamma=3.0,
+                              reduction="none")
+    assert torch.allclose(weighted, expected, rtol=1e-5)
+
+
+def test_min_snr_rejects_a_zero_gamma():
+    with pytest.raises(ValueError, match="gamma must be positive"):
+        min_snr_weight(torch.tensor([1.0]), "eps", gamma=0.0)

@@ -313,3 +313,15 @@ def test_minildm_eval_writes_every_metric_with_the_extractor_named(tmp_path, cap
     assert main(["eval", "shapes-ldm", "--metrics", "fid"]) == 2
     assert main(["eval", "judge-shapes", "--n", "20"]) == 2
     assert "cannot sample" in capsys.readouterr().err
+
+
+def test_kid_subsets_are_capped_at_the_smaller_set():
+    """subset_size larger than one of the sets: both subsets have min(subset_size, N, M) rows."""
+    rng = np.random.default_rng(4)
+    a, b = torch.from_numpy(rng.normal(size=(40, 3))), torch.from_numpy(rng.normal(size=(12, 3)) + 0.3)
+    values = kid_subsets(a, b, num_subsets=4, subset_size=1000, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    for value in values:
+        ia, ib = torch.randperm(40, generator=g)[:12], torch.randperm(12, generator=g)
+        assert value == pytest.approx(_mmd2_by_sklearn(a[ia].numpy(), b[ib].numpy()), rel=1e-10)
+    assert values.std() > 0, "different 12-row subsets of a, different estimates"

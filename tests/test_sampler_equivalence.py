@@ -255,3 +255,16 @@ def test_float32_agrees_with_float64(name):
     x32 = sample(model, SHAPE, name, 10, dtype=torch.float32, **kwargs)
     assert x32.dtype == torch.float32
     assert ((x32.double() - x64).abs().max() / x64.abs().max()).item() < 1e-4
+
+
+@pytest.mark.parametrize("steps", [14, 15, 16])
+def test_dpm_solver_ending_at_sigma_min_is_second_order_to_the_end_from_15_steps(steps):
+    """diffusers' lower_order_final: a run that does not end at sigma = 0 takes its last step first order only
+    when it has fewer than 15 steps; the steps = 15 boundary is where the two choices part."""
+    config = {"final_sigmas_type": "sigma_min"}
+    assert diffusers_options("DPMSolverMultistepScheduler", config)["final_sigma"] == "sigma_min"
+    noise = start_noise(5)
+    theirs, their_t = run_diffusers("DPMSolverMultistepScheduler", config, steps, noise, seed=0)
+    ours, our_t = run_ours("DPMSolverMultistepScheduler", config, steps, noise, seed=0)
+    assert our_t == pytest.approx(their_t, abs=1e-3)
+    assert relative_error(ours, theirs) < RTOL

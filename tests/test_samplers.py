@@ -314,3 +314,28 @@ def test_guided_sampling_end_to_end(schedule):
     plain = sample(cfg_model(model, cond, uncond, 1.0), (N, 1), "ddim", 20, **kwargs)
     strong = sample(cfg_model(model, cond, uncond, 3.0), (N, 1), "ddim", 20, **kwargs)
     assert strong.mean().item() > plain.mean().item() + 0.5
+
+
+@pytest.mark.parametrize("phi", [0.7, 1.0])
+def test_cfg_model_applies_guidance_rescale(phi):
+    """cfg_model with guidance_rescale = phi (phi = 1 included) is rescale_guidance of the combined outputs."""
+    model = conditional_model()
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(3, 6, generator=gen)
+    t = torch.tensor([50.0, 500.0, 950.0])
+    cond, uncond = torch.tensor([[1.5], [-2.0], [3.0]]), torch.tensor([[0.0]])
+    out_cond, out_uncond = model(x, t, cond), model(x, t, uncond.expand(3, 1))
+    expected = rescale_guidance(cfg_combine(out_uncond, out_cond, 5.0), out_cond, phi)
+    guided = cfg_model(model, cond, uncond, 5.0, guidance_rescale=phi)(x, t)
+    assert torch.allclose(guided, expected, atol=1e-6)
+    assert not torch.allclose(guided, cfg_combine(out_uncond, out_cond, 5.0), atol=1e-3)
+
+
+def test_cfg_model_refuses_dict_conditions_with_different_keys():
+    model = conditional_model()
+    x, t = torch.randn(2, 2), torch.tensor([1.0, 2.0])
+    cond = {"emb": torch.ones(2, 1), "mask": torch.ones(2, 1)}
+    with pytest.raises(ValueError, match="same keys"):
+        cfg_model(model, cond, {"emb": torch.zeros(1, 1)}, 3.0)(x, t)
+    with pytest.raises(ValueError, match="same keys"):
+        cfg_model(model, {"emb": torch.ones(2, 1)}, {"emb": torch.zeros(1, 1), "extra": torch.zeros(1, 1)}, 3.0)(x, t)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
+import random
+import stat
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -383,3 +388,85 @@ def test_has_native_bf16_answers_for_every_device_kind():
 
     assert isinstance(has_native_bf16("cpu"), bool)
     assert has_native_bf16("meta") is False
+
+
+# ----------------------------------------------------------------------------- EMA and checkpoint edge cases
+
+
+def test_ema_rejects_a_decay_of_one():
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        EMA(torch.nn.Linear(2, 1), decay=1.0)
+
+
+def test_ema_tracks_only_trainable_parameters():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    model[0].requires_grad_(False)
+    assert set(EMA(model).state_dict()) == {"1.weight", "1.bias"}
+
+
+def test_ema_update_follows_the_model_it_is_given():
+    """update(other) averages toward `other`'s weights, not toward the model of an earlier update."""
+    torch.manual_seed(0)
+    first, second = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    ema = EMA(first, decay=0.5)
+    ema.update(first)
+    shadow = ema.shadow["weight"].clone()
+    d = ema.current_decay()
+    ema.update(second)
+    torch.testing.assert_close(ema.shadow["weight"], d * shadow + (1 - d) * second.weight.detach())
+
+
+def test_ema_restore_is_needed_once_per_store():
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model)
+    ema.store(model)
+    ema.restore(model)
+    with pytest.raises(RuntimeError, match="without a matching EMA.store"):
+        ema.restore(model)
+
+
+def test_ema_average_parameters_restores_the_weights_after_an_error():
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    training_weight = model.weight.detach().clone()
+    with pytest.raises(KeyError):
+        with ema.average_parameters(model):
+            assert not torch.equal(model.weight.detach(), training_weight)
+            raise KeyError("evaluation failed")
+    torch.testing.assert_close(model.weight.detach(), training_weight)
+
+
+def test_rng_state_round_trip_covers_torch_numpy_and_python():
+    tensors, state = ckpt.capture_rng_state()
+    expected = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    torch.rand(5), np.random.rand(5), random.random()  # move every generator on
+    ckpt.restore_rng_state(tensors, state)
+    again = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    assert torch.equal(expected[0], again[0])
+    assert np.array_equal(expected[1], again[1])
+    assert expected[2] == again[2]
+
+
+def test_overwriting_a_checkpoint_leaves_only_the_new_folder(tmp_path):
+    folder = save_checkpoint(tmp_path / "checkpoints" / "last", new_model(), toy_config(), step=5)
+    save_checkpoint(folder, new_model(), toy_config(), step=10)
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["last"]
+    assert ckpt.read_state(folder)["step"] == 10
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+def test_checkpoint_files_get_the_usual_permissions(tmp_path):
+    """mkdtemp makes a private folder; the saved checkpoint must be readable like any file the user writes."""
+    umask = os.umask(0o022)
+    try:
+        folder = save_checkpoint(tmp_path / "last", new_model(), toy_config(), step=1)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name

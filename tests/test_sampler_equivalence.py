@@ -182,6 +182,16 @@ def test_pndm_runge_kutta_warmup_matches_diffusers(config, steps):
     assert relative_error(ours, theirs) < RTOL
 
 
+def test_pndm_with_an_odd_timestep_gap_keeps_one_level_per_stage():
+    """With 8 steps the gap is 125 timesteps: the sample moves to 813 (t - 125 // 2) in both, but diffusers
+    calls the network at 812 on it, minildm at 813 (see `timestep_midpoint`): close, not equal."""
+    noise = start_noise(4)
+    theirs, their_t = run_diffusers("PNDMScheduler", {}, 8, noise, seed=0)
+    ours, our_t = run_ours("PNDMScheduler", {}, 8, noise, seed=0)
+    assert our_t[:3] == pytest.approx([875, 813, 813], abs=1e-3) and their_t[:3] == [875, 812, 812]
+    assert 1e-5 < relative_error(ours, theirs) < 3e-3
+
+
 def test_pndm_sampler_follows_the_config():
     assert DIFFUSERS_SAMPLERS["PNDMScheduler"] == diffusers_sampler("PNDMScheduler") == "pndm"
     assert diffusers_sampler("PNDMScheduler", SD_CONFIG) == "plms"

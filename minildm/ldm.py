@@ -402,9 +402,9 @@ class LatentDiffusion(nn.Module):
         condition is not a class label (captions, layouts, and the inputs of concat conditioners:
         low-resolution images, segmentation maps, images with holes drawn as in training)."""
         dataset = getattr(trainer, "dataset", None)
-        if self.conditioner is None or isinstance(self.conditioner, ClassConditioner) or dataset is None \
-                or len(dataset) == 0:
-            return
+        if not trainer.config.sample_every or self.conditioner is None or \
+                isinstance(self.conditioner, ClassConditioner) or dataset is None or len(dataset) == 0:
+            return  # no grids, or grids that need no items
         items = [dataset[i] for i in range(min(trainer.config.num_samples, len(dataset)))]
         with torch.random.fork_rng():  # masks drawn for the grid leave the training's random stream alone
             torch.manual_seed(trainer.config.seed)

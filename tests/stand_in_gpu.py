@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_flatten, tree_map
 from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils._python_dispatch import TorchDispatchMode
 
 DEVICE = torch.device("meta")
@@ -123,7 +123,7 @@ def _check_placement(func: Any, args: tuple, kwargs: dict) -> None:
                                    f"devices, cpu and {DEVICE}! (in {func})")
 
 
-def _target(func: Any, args: tuple, kwargs: dict) -> torch.device | None:
+def _target(kwargs: dict) -> torch.device | None:
     """The device an operation writes to, when it names one (factories, .to(device))."""
     device = kwargs.get("device")
     return torch.device(device) if device is not None else None
@@ -153,7 +153,7 @@ def _run(func: Any, args: tuple, kwargs: dict) -> Any:
         raise RuntimeError(f"{func} got a tensor without data on {DEVICE}, made by a constructor the stand-in "
                            "does not patch (see `_from_data`)")
     _check_placement(func, args, kwargs)
-    target = _target(func, args, kwargs)
+    target = _target(kwargs)
     if target == DEVICE:
         kwargs = {**kwargs, "device": torch.device("cpu")}
     inputs = {id(x.cpu_data): x for x in tree_flatten((args, kwargs))[0] if isinstance(x, OnDevice)}

@@ -182,9 +182,8 @@ def run(args: argparse.Namespace) -> int:
         cond, real = val_condition(args.checkpoint, keys, args.val)
     if conditioner is not None and cond is None and labels is None and not conditioner.concat_channels:
         flags = {"label": "--labels (e.g. 0,3 or all)", "caption": "--prompt \"...\""}
-        given = [flags[k] for k in keys if k in flags] or ["--val N (the conditions of N validation items)"]
-        raise ValueError(f"{args.checkpoint!r} is conditioned on {', '.join(keys)}: give {' or '.join(given)}"
-                         + (", or --val N" if keys[0] in flags else ""))
+        options = [flags[k] for k in keys if k in flags] + ["--val N (the conditions of N validation items)"]
+        raise ValueError(f"{args.checkpoint!r} is conditioned on {', '.join(keys)}: give {' or '.join(options)}")
     if getattr(conditioner, "concat_channels", 0) and cond is None:
         raise ValueError(f"{args.checkpoint!r} samples from an input ({', '.join(keys)}): give it as files "
                          f"({', '.join('--' + k.replace('_', '-') for k in keys)}) or take it from the data with --val N")
